@@ -1,0 +1,78 @@
+//! [`ResponseFuture`]: wraps the response body once the response arrives.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use http::Response;
+use pin_project_lite::pin_project;
+
+use crate::body::UsageBody;
+use crate::record::Outcome;
+use crate::recorder::Recorder;
+use crate::sink::UsageSink;
+
+pin_project! {
+    /// The response future of [`UsageService`](crate::UsageService).
+    ///
+    /// If the inner service fails, the record is made here (outcome
+    /// [`ServiceError`](Outcome::ServiceError)); if the future is dropped before the
+    /// response arrives, too ([`ClientDisconnected`](Outcome::ClientDisconnected)).
+    #[derive(Debug)]
+    pub struct ResponseFuture<F, K>
+    where
+        K: UsageSink,
+    {
+        #[pin]
+        inner: F,
+        recorder: Option<Recorder<K>>,
+    }
+
+    impl<F, K> PinnedDrop for ResponseFuture<F, K>
+    where
+        K: UsageSink,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(recorder) = this.project().recorder.take() {
+                recorder.finish_without_response(Outcome::ClientDisconnected);
+            }
+        }
+    }
+}
+
+impl<F, K: UsageSink> ResponseFuture<F, K> {
+    pub(crate) fn new(inner: F, recorder: Recorder<K>) -> Self {
+        Self {
+            inner,
+            recorder: Some(recorder),
+        }
+    }
+}
+
+impl<F, K, B, E> Future for ResponseFuture<F, K>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: http_body::Body,
+    K: UsageSink,
+{
+    type Output = Result<Response<UsageBody<B, K>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        let mut recorder = this
+            .recorder
+            .take()
+            .expect("ResponseFuture polled after completion");
+        Poll::Ready(match result {
+            Ok(response) => {
+                recorder.on_response(&response);
+                Ok(response.map(|body| UsageBody::new(body, recorder)))
+            }
+            Err(error) => {
+                recorder.finish_without_response(Outcome::ServiceError);
+                Err(error)
+            }
+        })
+    }
+}

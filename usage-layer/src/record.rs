@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use http::StatusCode;
 use uuid::Uuid;
 
-use crate::anthropic::{BedrockMetrics, ParseIssue, Usage};
+use crate::anthropic::{BedrockMetrics, BodyUsage, ParseIssue, Usage};
 
 /// The id of a request; the key that makes storing a record idempotent.
 ///
@@ -128,6 +128,22 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome of a successful response whose body was read to its end.
+    ///
+    /// A stream must have ended its message (`message_stop`); an `error` event makes it a
+    /// [`StreamError`](Self::StreamError), a read problem [`Unparsed`](Self::Unparsed).
+    pub fn of_ended_body(body: &BodyUsage, streaming: bool) -> Outcome {
+        if body.error_type.is_some() {
+            Outcome::StreamError
+        } else if body.issue.is_some() {
+            Outcome::Unparsed
+        } else if streaming && !body.complete {
+            Outcome::UpstreamError
+        } else {
+            Outcome::Completed
+        }
+    }
+
     /// A stable snake_case name, for storage and metrics.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -25,6 +25,10 @@ pub(crate) enum End {
 
 /// Reads usage out of the body, by its content type.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "the scanner lives inline in the body: boxing it would allocate per request"
+)]
 enum Reader {
     Sse(Scanner),
     Json(JsonReader),
@@ -216,16 +220,12 @@ fn outcome(end: End, status: StatusCode, streaming: bool, body: &BodyUsage) -> O
     if !status.is_success() {
         return Outcome::ErrorResponse;
     }
-    if body.error_type.is_some() {
-        return Outcome::StreamError;
-    }
     match end {
+        End::Eof => Outcome::of_ended_body(body, streaming),
+        _ if body.error_type.is_some() => Outcome::StreamError,
         End::BodyError => Outcome::UpstreamError,
         // The client may leave after the message's last event but before the body's end.
         End::Dropped if body.complete => Outcome::Completed,
         End::Dropped => Outcome::ClientDisconnected,
-        End::Eof if body.issue.is_some() => Outcome::Unparsed,
-        End::Eof if streaming && !body.complete => Outcome::UpstreamError,
-        End::Eof => Outcome::Completed,
     }
 }

@@ -188,7 +188,16 @@ impl Scanner {
                 input = &input[1..];
             }
         }
-        while let Some(end) = memchr2(b'\n', b'\r', input) {
+        loop {
+            let end = match input.first() {
+                None => return,
+                // A blank line (most often): no need to search.
+                Some(b'\n' | b'\r') => 0,
+                Some(_) => match memchr2(b'\n', b'\r', input) {
+                    Some(end) => end,
+                    None => break,
+                },
+            };
             self.line_part(&input[..end]);
             self.end_line();
             let rest = &input[end + 1..];
@@ -251,6 +260,20 @@ impl Scanner {
         loop {
             match self.line {
                 Line::Start => {
+                    // The two fields we read, when their name is whole in this part.
+                    let known = if part.starts_with(b"data:") {
+                        Some((Field::Data, 5))
+                    } else if part.starts_with(b"event:") {
+                        Some((Field::Event, 6))
+                    } else {
+                        None
+                    };
+                    if let Some((field, name_len)) = known {
+                        part = &part[name_len..];
+                        self.begin_value(field);
+                        self.line = Line::Value { field, fresh: true };
+                        continue;
+                    }
                     match part.first() {
                         None => return,
                         Some(b':') => {
@@ -574,6 +597,39 @@ mod tests {
             Some(11),
             "later events still count"
         );
+    }
+
+    #[test]
+    fn a_100_mib_line_never_grows_memory_past_the_cap() {
+        let piece = vec![b'7'; 64 * 1024];
+        for (name, data) in [
+            ("message_delta", b"data: [".as_slice()), // read: buffered up to the cap
+            ("content_block_delta", b"data: [".as_slice()), // skipped
+            ("", b"data: [".as_slice()),              // unnamed: sniffed, then buffered
+        ] {
+            let mut scanner = Scanner::new();
+            if !name.is_empty() {
+                scanner.feed(format!("event: {name}\n").as_bytes());
+            }
+            scanner.feed(data);
+            for _ in 0..1600 {
+                scanner.feed(&piece);
+                assert!(scanner.buffered_bytes() <= DEFAULT_MAX_EVENT_BYTES);
+            }
+            scanner.feed(format!("]\n\nevent: message_start\ndata: {START}\n\n").as_bytes());
+            let body = scanner.finish();
+            assert_eq!(
+                body.usage.input_tokens,
+                Some(11),
+                "{name}: the stream goes on"
+            );
+            let expected = if name == "content_block_delta" {
+                None
+            } else {
+                Some(ParseIssue::OverCap)
+            };
+            assert_eq!(body.issue, expected, "{name}");
+        }
     }
 
     #[test]

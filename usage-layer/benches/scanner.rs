@@ -143,6 +143,7 @@ fn bench(c: &mut Criterion) {
     assert_eq!(scan(&events), Some(4000));
     assert_eq!(scan(&chunked_128), Some(4000));
     assert_eq!(naive(&events), Some(4000));
+    assert_eq!(naive(&chunked_128), Some(4000));
     eprintln!(
         "corpus: {} events, {} content_block_delta, {bytes} bytes",
         events.len(),
@@ -157,6 +158,9 @@ fn bench(c: &mut Criterion) {
     group.bench_function("scanner/128B", |b| b.iter(|| scan(black_box(&chunked_128))));
     group.bench_function("naive_eventsource_value/event_aligned", |b| {
         b.iter(|| naive(black_box(&events)))
+    });
+    group.bench_function("naive_eventsource_value/128B", |b| {
+        b.iter(|| naive(black_box(&chunked_128)))
     });
     group.bench_function("floor_memchr_newlines/event_aligned", |b| {
         b.iter(|| newline_floor(black_box(&events)))

@@ -51,7 +51,7 @@
 //! * [`UsageLayer`] → [`UsageService`] → [`ResponseFuture`] → [`UsageBody`]: the thin
 //!   tower adapter around them.
 //! * [`record`] — [`UsageRecord`] and the extensions that label it ([`Provider`],
-//!   [`Caller`], [`RequestedModel`], [`Fallback`], [`RequestId`]).
+//!   [`Caller`], [`Region`], [`RequestedModel`], [`Fallback`], [`RequestId`]).
 //! * [`sink`] — [`UsageSink`], its combinators, and the background
 //!   [`BatchWriter`](sink::BatchWriter) for async stores (feature `writer`, on by default).
 //!
@@ -62,6 +62,7 @@ mod body;
 mod buffer;
 mod future;
 mod layer;
+pub mod pricing;
 pub mod record;
 mod recorder;
 mod service;
@@ -73,7 +74,7 @@ pub use crate::body::UsageBody;
 pub use crate::future::ResponseFuture;
 pub use crate::layer::UsageLayer;
 pub use crate::record::{
-    Caller, Fallback, Outcome, Provider, RequestId, RequestedModel, UsageRecord,
+    Caller, Fallback, Outcome, Provider, Region, RequestId, RequestedModel, UsageRecord,
 };
 pub use crate::service::UsageService;
 pub use crate::sink::UsageSink;

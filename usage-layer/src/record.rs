@@ -5,7 +5,7 @@
 //!
 //! * on the **request**: [`RequestId`] (else one is generated), [`Caller`];
 //! * on the **response** (or the request, the response winning): [`Provider`],
-//!   [`RequestedModel`], [`Fallback`] — the router knows them once it has routed.
+//!   [`Region`], [`RequestedModel`], [`Fallback`] — the router knows them once it has routed.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -94,6 +94,11 @@ impl fmt::Display for Provider {
     }
 }
 
+/// The provider's region that served the request (an AWS region for Bedrock); prices
+/// are looked up by it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Region(pub String);
+
 /// The model the client asked for (the request body's `model`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RequestedModel(pub String);
@@ -174,6 +179,8 @@ pub struct UsageRecord {
     pub caller: Caller,
     /// The provider that served it (default `bedrock`).
     pub provider: Provider,
+    /// The provider's region, if someone said (see [`Region`]).
+    pub region: Option<String>,
     /// The model the client asked for, if someone said.
     pub requested_model: Option<String>,
     /// The model that served, from the response.
@@ -214,6 +221,7 @@ impl UsageRecord {
             request_id,
             caller: Caller::default(),
             provider: Provider::default(),
+            region: None,
             requested_model: None,
             served_model: None,
             fallback: None,

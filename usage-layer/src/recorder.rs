@@ -8,7 +8,9 @@ use http::{HeaderMap, Response, StatusCode, header};
 
 use crate::anthropic::{BodyUsage, JsonReader, ParseIssue};
 use crate::layer::Limits;
-use crate::record::{Caller, Fallback, Outcome, Provider, RequestId, RequestedModel, UsageRecord};
+use crate::record::{
+    Caller, Fallback, Outcome, Provider, Region, RequestId, RequestedModel, UsageRecord,
+};
 use crate::sink::UsageSink;
 use crate::sse::Scanner;
 
@@ -129,6 +131,9 @@ impl<K: UsageSink> Recorder<K> {
     fn take_labels(&mut self, extensions: &http::Extensions) {
         if let Some(provider) = extensions.get::<Provider>() {
             self.record.provider = provider.clone();
+        }
+        if let Some(Region(region)) = extensions.get::<Region>() {
+            self.record.region = Some(region.clone());
         }
         if let Some(RequestedModel(model)) = extensions.get::<RequestedModel>() {
             self.record.requested_model = Some(model.clone());

@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use usage_layer::sink::MemorySink;
 use usage_layer::{
-    Caller, Fallback, Outcome, ParseIssue, Provider, RequestId, RequestedModel, UsageLayer,
+    Caller, Fallback, Outcome, ParseIssue, Provider, Region, RequestId, RequestedModel, UsageLayer,
     UsageRecord,
 };
 use uuid::Uuid;
@@ -391,6 +391,7 @@ async fn response_labels_override_request_labels() {
         .service(service_fn(|_request: Request<()>| async {
             let mut response = sse_response(frames(&[START, MESSAGE_DELTA, STOP]));
             response.extensions_mut().insert(Provider::BEDROCK);
+            response.extensions_mut().insert(Region("eu-west-1".into()));
             response.extensions_mut().insert(Fallback {
                 from: Provider::PLAN,
                 reason: "rate_limited".into(),
@@ -404,6 +405,7 @@ async fn response_labels_override_request_labels() {
 
     let record = only(&records);
     assert_eq!(record.provider, Provider::BEDROCK);
+    assert_eq!(record.region.as_deref(), Some("eu-west-1"));
     let fallback = record.fallback.unwrap();
     assert_eq!(fallback.from, Provider::PLAN);
     assert_eq!(fallback.reason, "rate_limited");

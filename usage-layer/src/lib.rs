@@ -68,6 +68,8 @@ mod recorder;
 mod service;
 pub mod sink;
 pub mod sse;
+#[cfg(feature = "sea-orm")]
+pub mod store;
 
 pub use crate::anthropic::{ParseIssue, Usage};
 pub use crate::body::UsageBody;

@@ -1,0 +1,167 @@
+//! Keeping data aside on `down`, and taking it back on the next `up`.
+//!
+//! A rollback must never lose usage data (it is what bills are made of). What a `down`
+//! cannot represent in the older schema goes to a `*_rollback` table; the next `up`
+//! restores it and drops that table. A rollback table that is already there is an
+//! error, never overwritten.
+
+use sea_orm_migration::prelude::*;
+
+fn quote(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+fn list(columns: &[&str]) -> String {
+    columns
+        .iter()
+        .map(|c| quote(c))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn run(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
+    manager.get_connection().execute_unprepared(sql).await?;
+    Ok(())
+}
+
+async fn ensure_free(manager: &SchemaManager<'_>, rollback: &str) -> Result<(), DbErr> {
+    if manager.has_table(rollback).await? {
+        return Err(DbErr::Migration(format!(
+            "table {rollback} already holds data set aside by an earlier rollback; \
+             run the migration up to restore it, or move it away, before rolling back again"
+        )));
+    }
+    Ok(())
+}
+
+/// Renames `table` to `rollback` (a whole table the older schema does not have).
+pub(crate) async fn set_aside_table(
+    manager: &SchemaManager<'_>,
+    table: &str,
+    rollback: &str,
+) -> Result<(), DbErr> {
+    ensure_free(manager, rollback).await?;
+    run(
+        manager,
+        &format!("ALTER TABLE {} RENAME TO {}", quote(table), quote(rollback)),
+    )
+    .await
+}
+
+/// Renames `rollback` back to `table` if it exists; returns whether it did.
+pub(crate) async fn take_back_table(
+    manager: &SchemaManager<'_>,
+    table: &str,
+    rollback: &str,
+) -> Result<bool, DbErr> {
+    if !manager.has_table(rollback).await? {
+        return Ok(false);
+    }
+    run(
+        manager,
+        &format!("ALTER TABLE {} RENAME TO {}", quote(rollback), quote(table)),
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Moves the rows of `table` matching `condition` (SQL) into `rollback`.
+pub(crate) async fn set_aside_rows(
+    manager: &SchemaManager<'_>,
+    table: &str,
+    condition: &str,
+    rollback: &str,
+) -> Result<(), DbErr> {
+    ensure_free(manager, rollback).await?;
+    let (table, rollback) = (quote(table), quote(rollback));
+    run(
+        manager,
+        &format!("CREATE TABLE {rollback} AS SELECT * FROM {table} WHERE {condition}"),
+    )
+    .await?;
+    run(manager, &format!("DELETE FROM {table} WHERE {condition}")).await
+}
+
+/// Moves the rows kept in `rollback` back into `table` (the given columns) and drops it.
+pub(crate) async fn take_back_rows(
+    manager: &SchemaManager<'_>,
+    table: &str,
+    columns: &[&str],
+    rollback: &str,
+) -> Result<(), DbErr> {
+    if !manager.has_table(rollback).await? {
+        return Ok(());
+    }
+    let columns = list(columns);
+    let (table, rollback) = (quote(table), quote(rollback));
+    run(
+        manager,
+        &format!("INSERT INTO {table} ({columns}) SELECT {columns} FROM {rollback}"),
+    )
+    .await?;
+    run(manager, &format!("DROP TABLE {rollback}")).await
+}
+
+/// Copies `key` and `columns` of every row into `rollback`, then drops the columns.
+pub(crate) async fn set_aside_columns(
+    manager: &SchemaManager<'_>,
+    table: &str,
+    key: &str,
+    columns: &[&str],
+    rollback: &str,
+) -> Result<(), DbErr> {
+    ensure_free(manager, rollback).await?;
+    run(
+        manager,
+        &format!(
+            "CREATE TABLE {} AS SELECT {}, {} FROM {}",
+            quote(rollback),
+            quote(key),
+            list(columns),
+            quote(table)
+        ),
+    )
+    .await?;
+    for column in columns {
+        // One column a statement: SQLite alters one thing at a time.
+        run(
+            manager,
+            &format!("ALTER TABLE {} DROP COLUMN {}", quote(table), quote(column)),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Puts the columns kept in `rollback` back into `table` (matching rows by `key`), and
+/// drops it. The columns must exist again.
+pub(crate) async fn take_back_columns(
+    manager: &SchemaManager<'_>,
+    table: &str,
+    key: &str,
+    columns: &[&str],
+    rollback: &str,
+) -> Result<(), DbErr> {
+    if !manager.has_table(rollback).await? {
+        return Ok(());
+    }
+    let (table_q, rollback_q, key_q) = (quote(table), quote(rollback), quote(key));
+    let assignments = columns
+        .iter()
+        .map(|column| {
+            let column = quote(column);
+            format!(
+                "{column} = (SELECT r.{column} FROM {rollback_q} r WHERE r.{key_q} = {table_q}.{key_q})"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    run(
+        manager,
+        &format!(
+            "UPDATE {table_q} SET {assignments} WHERE {key_q} IN (SELECT {key_q} FROM {rollback_q})"
+        ),
+    )
+    .await?;
+    run(manager, &format!("DROP TABLE {rollback_q}")).await
+}

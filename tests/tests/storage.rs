@@ -1,0 +1,581 @@
+//! The sea-orm store on real SQLite and Postgres: rows, price snapshots, provider-separated
+//! aggregates, idempotency, queries that agree, and concurrent writers.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use rust_decimal::Decimal;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
+use usage_layer::pricing::PriceCatalog;
+use usage_layer::sink::UsageStore;
+use usage_layer::store::sea_orm::entity::{token_usage, usage_aggregates};
+use usage_layer::store::sea_orm::{SeaOrmStore, UsageFilter};
+use usage_layer::store::{BucketType, Buckets};
+use usage_layer::{Caller, Fallback, Outcome, Provider, RequestId, Usage, UsageRecord};
+use usage_tests::TestDb;
+use uuid::Uuid;
+
+fn at(h: u32, m: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 27, h, m, 30).unwrap()
+}
+
+fn usage(input: u64, output: u64, cache_write: u64, cache_read: u64) -> Usage {
+    Usage {
+        input_tokens: Some(input),
+        output_tokens: Some(output),
+        cache_creation_input_tokens: Some(cache_write),
+        cache_read_input_tokens: Some(cache_read),
+        ..Usage::default()
+    }
+}
+
+fn record(
+    provider: Provider,
+    caller: Caller,
+    model: &str,
+    usage: Usage,
+    started_at: DateTime<Utc>,
+) -> UsageRecord {
+    let mut record = UsageRecord::new(RequestId::new(), started_at);
+    record.provider = provider;
+    record.caller = caller;
+    record.served_model = Some(model.to_owned());
+    record.usage = usage;
+    record.streaming = true;
+    record.status = Some(http::StatusCode::OK);
+    record
+}
+
+fn caller() -> Caller {
+    Caller {
+        user_id: Some(Uuid::now_v7()),
+        access_key_id: Some(Uuid::now_v7()),
+    }
+}
+
+fn store(db: &TestDb) -> SeaOrmStore {
+    SeaOrmStore::new(
+        db.db.clone(),
+        Arc::new(PriceCatalog::defaults()),
+        Buckets::default(),
+    )
+}
+
+async fn rows(db: &TestDb) -> Vec<token_usage::Model> {
+    token_usage::Entity::find()
+        .order_by_asc(token_usage::Column::Id)
+        .all(&db.db)
+        .await
+        .unwrap()
+}
+
+async fn aggregates(db: &TestDb, kind: BucketType) -> Vec<usage_aggregates::Model> {
+    usage_aggregates::Entity::find()
+        .filter(usage_aggregates::Column::BucketType.eq(kind.as_str()))
+        .order_by_asc(usage_aggregates::Column::Provider)
+        .order_by_asc(usage_aggregates::Column::BucketStart)
+        .all(&db.db)
+        .await
+        .unwrap()
+}
+
+/// Every aggregate equals the sum of the rows of its key (P6 and the store's contract).
+async fn assert_aggregates_match_rows(db: &TestDb, buckets: &Buckets) {
+    let rows = rows(db).await;
+    for kind in BucketType::ALL {
+        let stored = aggregates(db, kind).await;
+        let mut expected = std::collections::BTreeMap::new();
+        for row in &rows {
+            let key = (
+                buckets.start(kind, row.timestamp),
+                row.user_id.unwrap_or(Uuid::nil()),
+                row.access_key_id.unwrap_or(Uuid::nil()),
+                row.provider.clone(),
+            );
+            let sums: &mut [i64; 6] = expected.entry(key).or_default();
+            sums[0] += 1;
+            sums[1] += row.input_tokens;
+            sums[2] += row.output_tokens;
+            sums[3] += row.cache_read_input_tokens;
+            sums[4] += row.cache_creation_input_tokens;
+            sums[5] += row.estimated_cost_micros;
+        }
+        assert_eq!(
+            stored.len(),
+            expected.len(),
+            "{} {kind}: one row per key",
+            db.backend
+        );
+        for aggregate in stored {
+            let key = (
+                aggregate.bucket_start,
+                aggregate.user_id,
+                aggregate.access_key_id,
+                aggregate.provider.clone(),
+            );
+            let sums = expected[&key];
+            assert_eq!(
+                [
+                    aggregate.total_requests,
+                    aggregate.total_input_tokens,
+                    aggregate.total_output_tokens,
+                    aggregate.total_cache_read_tokens,
+                    aggregate.total_cache_write_tokens,
+                    aggregate.total_estimated_cost_micros,
+                ],
+                sums,
+                "{} {kind} {key:?}",
+                db.backend
+            );
+            assert_eq!(
+                aggregate.total_tokens,
+                aggregate.total_input_tokens + aggregate.total_output_tokens,
+                "total_tokens excludes cache tokens"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn plan_and_bedrock_rows_are_priced_and_aggregated_apart() {
+    for db in TestDb::all().await {
+        let store = store(&db);
+        let who = caller();
+        let plan = record(
+            Provider::PLAN,
+            who,
+            "claude-opus-4-5-20251101",
+            usage(1_000_000, 500_000, 100_000, 200_000),
+            at(10, 5),
+        );
+        let mut bedrock = record(
+            Provider::BEDROCK,
+            who,
+            "us.anthropic.claude-opus-4-5-20251101-v1:0",
+            usage(10, 20, 0, 0),
+            at(10, 6),
+        );
+        bedrock.region = Some("eu-central-9".into()); // no table of its own: the default region
+        bedrock.fallback = Some(Fallback {
+            from: Provider::PLAN,
+            reason: "rate_limited".into(),
+        });
+        store
+            .write_batch(&[plan.clone(), bedrock.clone()])
+            .await
+            .unwrap();
+
+        let rows = rows(&db).await;
+        assert_eq!(rows.len(), 2, "{}", db.backend);
+        let plan_row = &rows[0];
+        assert_eq!(plan_row.request_id, plan.request_id.0);
+        assert_eq!(plan_row.provider, "plan");
+        assert_eq!(
+            (
+                plan_row.input_tokens,
+                plan_row.output_tokens,
+                plan_row.cache_creation_input_tokens,
+                plan_row.cache_read_input_tokens
+            ),
+            (1_000_000, 500_000, 100_000, 200_000)
+        );
+        assert_eq!(plan_row.total_tokens, 1_500_000);
+        // The original's test vector: Opus 5 / 25 / 6.25 / 0.50 ⇒ 18.225000 USD.
+        assert_eq!(plan_row.estimated_cost_micros, 18_225_000);
+        assert_eq!(
+            plan_row.cost_input_micros
+                + plan_row.cost_output_micros
+                + plan_row.cost_cache_write_micros
+                + plan_row.cost_cache_read_micros,
+            plan_row.estimated_cost_micros
+        );
+        // R5: the Plan snapshot is global, with the Plan key.
+        assert_eq!(plan_row.pricing_region.as_deref(), Some("global"));
+        assert_eq!(
+            plan_row.pricing_model_id.as_deref(),
+            Some("claude-opus-4-5")
+        );
+        assert_eq!(
+            plan_row.pricing_input_price_per_million_micros,
+            Some(5_000_000)
+        );
+        assert!(plan_row.pricing_effective_date.is_some());
+        assert!(!plan_row.unpriced);
+        assert_eq!(plan_row.outcome, "completed");
+        assert_eq!(plan_row.status_code, Some(200));
+
+        let bedrock_row = &rows[1];
+        assert_eq!(bedrock_row.provider, "bedrock");
+        assert_eq!(
+            bedrock_row.pricing_region.as_deref(),
+            Some("us-east-1"),
+            "the default region's price"
+        );
+        assert_eq!(bedrock_row.region.as_deref(), Some("eu-central-9"));
+        assert_eq!(
+            bedrock_row.model,
+            "us.anthropic.claude-opus-4-5-20251101-v1:0"
+        );
+        assert_eq!(bedrock_row.fallback_from.as_deref(), Some("plan"));
+        assert_eq!(bedrock_row.fallback_reason.as_deref(), Some("rate_limited"));
+
+        // P6: one aggregate row per provider in every bucket type.
+        for kind in BucketType::ALL {
+            let buckets = aggregates(&db, kind).await;
+            let providers: Vec<&str> = buckets.iter().map(|a| a.provider.as_str()).collect();
+            assert_eq!(providers, ["bedrock", "plan"], "{} {kind}", db.backend);
+        }
+        assert_aggregates_match_rows(&db, &Buckets::default()).await;
+        db.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_batch_written_twice_or_replayed_after_a_failed_commit_counts_once() {
+    for db in TestDb::all().await {
+        let store = store(&db);
+        let who = caller();
+        let batch: Vec<UsageRecord> = (0..50)
+            .map(|i| {
+                record(
+                    Provider::PLAN,
+                    who,
+                    "claude-sonnet-4-5",
+                    usage(100 + i, 10, 0, 5),
+                    at(11, (i % 60) as u32),
+                )
+            })
+            .collect();
+
+        // The commit failed (rolled back): nothing was stored, the retry stores it all.
+        let txn = db.db.begin().await.unwrap();
+        let first = store.write_batch_in(&txn, &batch).await.unwrap();
+        assert_eq!(first.inserted, 50);
+        txn.rollback().await.unwrap();
+        assert!(rows(&db).await.is_empty(), "{}", db.backend);
+
+        store.write_batch(&batch).await.unwrap();
+        // The commit succeeded but the writer did not hear back: the same batch again.
+        store.write_batch(&batch).await.unwrap();
+        // And once more, with a duplicate inside the batch.
+        let mut again = batch[..10].to_vec();
+        again.extend_from_slice(&batch[..10]);
+        store.write_batch(&again).await.unwrap();
+
+        assert_eq!(rows(&db).await.len(), 50, "{}", db.backend);
+        let stats = store.stats();
+        assert_eq!(
+            (stats.inserted, stats.duplicates),
+            (50, 70),
+            "{}",
+            db.backend
+        );
+        let month = aggregates(&db, BucketType::Month).await;
+        assert_eq!(month.len(), 1);
+        assert_eq!(month[0].total_requests, 50);
+        assert_eq!(month[0].total_input_tokens, (100..150).sum::<i64>());
+        assert_aggregates_match_rows(&db, &Buckets::default()).await;
+        db.close().await;
+    }
+}
+
+#[tokio::test]
+async fn usage_without_a_key_or_a_user_still_upserts_one_bucket() {
+    for db in TestDb::all().await {
+        let store = store(&db);
+        let keyless = Caller {
+            user_id: Some(Uuid::now_v7()),
+            access_key_id: None,
+        };
+        for minute in [1, 2, 3] {
+            store
+                .write_batch(&[
+                    record(
+                        Provider::BEDROCK,
+                        keyless,
+                        "claude-haiku-4-5",
+                        usage(1, 1, 0, 0),
+                        at(9, minute),
+                    ),
+                    record(
+                        Provider::BEDROCK,
+                        Caller::default(),
+                        "claude-haiku-4-5",
+                        usage(1, 1, 0, 0),
+                        at(9, minute),
+                    ),
+                ])
+                .await
+                .unwrap();
+        }
+        let hours = aggregates(&db, BucketType::Hour).await;
+        assert_eq!(
+            hours.len(),
+            2,
+            "{}: one bucket per (user, no key)",
+            db.backend
+        );
+        assert!(
+            hours
+                .iter()
+                .all(|a| a.total_requests == 3 && a.access_key_id.is_nil())
+        );
+        assert_aggregates_match_rows(&db, &Buckets::default()).await;
+        db.close().await;
+    }
+}
+
+#[tokio::test]
+async fn unknown_models_are_unpriced_and_long_ids_fit() {
+    for db in TestDb::all().await {
+        let store = store(&db);
+        let long_model = format!("claude-experimental-{}", "x".repeat(2_000));
+        let unknown = record(
+            Provider::BEDROCK,
+            caller(),
+            &long_model,
+            usage(1000, 1000, 0, 0),
+            at(8, 0),
+        );
+        let mut no_usage = record(
+            Provider::PLAN,
+            caller(),
+            "claude-nobody-knows",
+            Usage::default(),
+            at(8, 1),
+        );
+        no_usage.outcome = Outcome::ErrorResponse;
+        no_usage.status = Some(http::StatusCode::TOO_MANY_REQUESTS);
+        store.write_batch(&[unknown, no_usage]).await.unwrap();
+
+        let rows = rows(&db).await;
+        assert_eq!(rows[0].model, long_model);
+        assert!(rows[0].unpriced, "usage without a price is flagged");
+        assert_eq!(rows[0].estimated_cost_micros, 0);
+        assert_eq!(
+            rows[0].pricing_model_id, None,
+            "never priced as another model"
+        );
+        assert!(!rows[1].unpriced, "nothing to price is not unpriced");
+        assert_eq!(rows[1].outcome, "error_response");
+        assert_eq!(rows[1].status_code, Some(429));
+        assert_eq!(store.stats().unpriced, 1);
+        db.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_record_without_a_provider_is_stored_as_bedrock() {
+    for db in TestDb::all().await {
+        let store = store(&db);
+        let mut unlabelled = UsageRecord::new(RequestId::new(), at(7, 0));
+        unlabelled.usage = usage(5, 5, 0, 0);
+        unlabelled.requested_model = Some("claude-sonnet-4-5".into());
+        store.write_batch(&[unlabelled]).await.unwrap();
+        let rows = rows(&db).await;
+        assert_eq!(rows[0].provider, "bedrock", "P8");
+        assert_eq!(
+            rows[0].model, "claude-sonnet-4-5",
+            "the requested model when none served"
+        );
+        assert_eq!(rows[0].pricing_region.as_deref(), Some("us-east-1"));
+        let hour = aggregates(&db, BucketType::Hour).await;
+        assert_eq!(hour[0].provider, "bedrock");
+        db.close().await;
+    }
+}
+
+#[tokio::test]
+async fn totals_series_and_breakdown_agree_under_every_filter() {
+    for db in TestDb::all().await {
+        let store = store(&db);
+        let (alice, bob) = (caller(), caller());
+        let mut batch = Vec::new();
+        for i in 0..40u32 {
+            let who = if i % 3 == 0 { bob } else { alice };
+            let provider = if i % 2 == 0 {
+                Provider::PLAN
+            } else {
+                Provider::BEDROCK
+            };
+            let model = [
+                "claude-sonnet-4-5",
+                "claude-haiku-4-5",
+                "claude-opus-4-5",
+                "mystery-model",
+            ][i as usize % 4];
+            batch.push(record(
+                provider,
+                who,
+                model,
+                usage(100 * u64::from(i), 7, 3, 11),
+                at(i % 24, i),
+            ));
+        }
+        store.write_batch(&batch).await.unwrap();
+        let queries = store.queries();
+        let range = queries.range(BucketType::Hour, at(0, 0), at(23, 59));
+        for provider in [None, Some(Provider::PLAN), Some(Provider::BEDROCK)] {
+            for user in [None, alice.user_id, bob.user_id] {
+                let filter = UsageFilter {
+                    provider: provider.clone(),
+                    user_id: user,
+                    access_key_id: None,
+                };
+                let totals = queries.totals(&range, &filter).await.unwrap();
+                let series = queries.series(&range, &filter).await.unwrap();
+                let breakdown = queries.cost_breakdown(&range, &filter).await.unwrap();
+                assert_eq!(series.len(), 24, "every bucket, zeros included");
+                assert_eq!(
+                    series
+                        .iter()
+                        .map(|(_, t)| t)
+                        .sum::<usage_layer::store::sea_orm::Totals>(),
+                    totals
+                );
+                assert_eq!(
+                    breakdown
+                        .iter()
+                        .map(|m| &m.totals)
+                        .sum::<usage_layer::store::sea_orm::Totals>(),
+                    totals,
+                    "{} {filter:?}",
+                    db.backend
+                );
+                if let Some(provider) = &provider {
+                    assert!(breakdown.iter().all(|m| m.provider == provider.as_str()));
+                }
+            }
+        }
+        // Unfiltered = plan + bedrock, bucket by bucket.
+        let all = queries
+            .series(&range, &UsageFilter::default())
+            .await
+            .unwrap();
+        let plan = queries
+            .series(
+                &range,
+                &UsageFilter {
+                    provider: Some(Provider::PLAN),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let bedrock = queries
+            .series(
+                &range,
+                &UsageFilter {
+                    provider: Some(Provider::BEDROCK),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        for ((all, plan), bedrock) in all.iter().zip(&plan).zip(&bedrock) {
+            assert_eq!(all.1, [plan.1, bedrock.1].iter().sum());
+        }
+        let top = queries
+            .top_users(&range, &UsageFilter::default(), 10)
+            .await
+            .unwrap();
+        assert_eq!(top.len(), 2);
+        assert!(top[0].totals.cost_micros >= top[1].totals.cost_micros);
+        assert_eq!(
+            top.iter()
+                .map(|u| &u.totals)
+                .sum::<usage_layer::store::sea_orm::Totals>(),
+            queries
+                .totals(&range, &UsageFilter::default())
+                .await
+                .unwrap()
+        );
+        // The budget reads Bedrock only.
+        let month = queries
+            .monthly_total(alice.user_id.unwrap(), &Provider::BEDROCK, at(12, 0))
+            .await
+            .unwrap();
+        let expected: i64 = rows(&db)
+            .await
+            .iter()
+            .filter(|r| r.user_id == alice.user_id && r.provider == "bedrock")
+            .map(|r| r.estimated_cost_micros)
+            .sum();
+        assert_eq!(month.cost_micros, expected);
+        assert_eq!(month.cost_usd(), Decimal::new(expected, 6));
+        db.close().await;
+    }
+}
+
+/// Eight writers into overlapping buckets: exact aggregates, no deadlock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_keep_aggregates_exact() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let buckets = Buckets::default();
+    let users: Vec<Caller> = (0..4).map(|_| caller()).collect();
+    let mut writers = Vec::new();
+    for writer in 0..8u64 {
+        let store = store(&db);
+        let users = users.clone();
+        writers.push(tokio::spawn(async move {
+            for batch in 0..20u64 {
+                let records: Vec<UsageRecord> = (0..100u64)
+                    .map(|i| {
+                        let n = writer * 10_000 + batch * 100 + i;
+                        let provider = if n % 2 == 0 {
+                            Provider::PLAN
+                        } else {
+                            Provider::BEDROCK
+                        };
+                        let when = at(10, 0) + Duration::seconds((n % 600) as i64);
+                        record(
+                            provider,
+                            users[(n % 4) as usize],
+                            "claude-sonnet-4-5",
+                            usage(n % 1000, n % 77, n % 5, n % 13),
+                            when,
+                        )
+                    })
+                    .collect();
+                store.write_batch(&records).await.unwrap();
+            }
+        }));
+    }
+    let all = async {
+        for writer in writers {
+            writer.await.unwrap();
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(120), all)
+        .await
+        .expect("8 writers finished (no deadlock)");
+    assert_eq!(rows(&db).await.len(), 16_000);
+    assert_aggregates_match_rows(&db, &buckets).await;
+    db.close().await;
+}
+
+#[tokio::test]
+async fn buckets_follow_the_configured_zone() {
+    for db in TestDb::all().await {
+        let seoul = Buckets::new(chrono_tz::Asia::Seoul, chrono::Weekday::Sun);
+        let store = SeaOrmStore::new(db.db.clone(), Arc::new(PriceCatalog::defaults()), seoul);
+        // 16:30 UTC on the 27th is 01:30 on the 28th in Seoul.
+        let late = record(
+            Provider::PLAN,
+            caller(),
+            "claude-haiku-4-5",
+            usage(1, 1, 0, 0),
+            at(16, 30),
+        );
+        store.write_batch(&[late]).await.unwrap();
+        let day = aggregates(&db, BucketType::Day).await;
+        assert_eq!(
+            day[0].bucket_start,
+            Utc.with_ymd_and_hms(2026, 11, 27, 15, 0, 0).unwrap()
+        );
+        assert_aggregates_match_rows(&db, &seoul).await;
+        db.close().await;
+    }
+}

@@ -1,0 +1,225 @@
+//! The sea-orm store: `token_usage` rows and `usage_aggregates` buckets, on Postgres or
+//! SQLite (feature `sea-orm`; the application picks the sqlx driver features of sea-orm).
+//!
+//! A batch is **one transaction**: the rows are inserted with
+//! `ON CONFLICT (request_id) DO NOTHING … RETURNING request_id`, then the aggregates of
+//! **only the rows actually inserted** are added — summed in memory per bucket key and
+//! upserted in one statement, in a fixed key order (so concurrent writers take row locks
+//! in the same order and cannot deadlock). Writing a batch again changes nothing: a retry
+//! after an ambiguous commit never counts twice.
+//!
+//! The schema comes from the `migration` crate of this workspace.
+
+pub mod entity;
+mod queries;
+mod rows;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, IdenStatic, TransactionTrait};
+use uuid::Uuid;
+
+use self::entity::{token_usage, usage_aggregates};
+pub use self::queries::{BucketRange, ModelCost, Totals, UsageFilter, UsageQueries, UserTotals};
+use self::rows::{AggregateKey, UsageRow};
+use super::buckets::{BucketType, Buckets};
+use crate::pricing::PriceCatalog;
+use crate::record::UsageRecord;
+use crate::sink::UsageStore;
+
+/// A failure to write a batch; the batch is rolled back as a whole.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database refused or could not be reached.
+    #[error("usage store: {0}")]
+    Database(#[from] DbErr),
+}
+
+/// What one batch did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BatchOutcome {
+    /// Rows inserted (and added to the aggregates).
+    pub inserted: u64,
+    /// Records whose `request_id` was already stored (or repeated in the batch): skipped.
+    pub duplicates: u64,
+    /// Inserted rows with usage but no known price (cost 0, flagged `unpriced`).
+    pub unpriced: u64,
+}
+
+/// Counters over the store's life.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreStats {
+    /// Rows inserted.
+    pub inserted: u64,
+    /// Records skipped as already stored.
+    pub duplicates: u64,
+    /// Rows stored unpriced.
+    pub unpriced: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    inserted: AtomicU64,
+    duplicates: AtomicU64,
+    unpriced: AtomicU64,
+}
+
+/// Writes usage records to `token_usage` and `usage_aggregates`; see the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct SeaOrmStore {
+    db: DatabaseConnection,
+    pricing: Arc<PriceCatalog>,
+    buckets: Buckets,
+    counters: Arc<Counters>,
+}
+
+/// Bind parameters per statement, under SQLite's default limit of 32,766 (Postgres: 65,535).
+const MAX_BINDS: usize = 32_000;
+
+impl SeaOrmStore {
+    /// A store on `db`, pricing with `pricing`, bucketing with `buckets`.
+    pub fn new(db: DatabaseConnection, pricing: Arc<PriceCatalog>, buckets: Buckets) -> Self {
+        Self {
+            db,
+            pricing,
+            buckets,
+            counters: Arc::default(),
+        }
+    }
+
+    /// The connection.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Queries over what this store wrote, with its buckets.
+    pub fn queries(&self) -> UsageQueries {
+        UsageQueries::new(self.db.clone(), self.buckets)
+    }
+
+    /// Counters over the store's life.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            inserted: self.counters.inserted.load(Ordering::Relaxed),
+            duplicates: self.counters.duplicates.load(Ordering::Relaxed),
+            unpriced: self.counters.unpriced.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Writes a batch inside a transaction (or connection) the caller controls: nothing is
+    /// committed here. [`UsageStore::write_batch`] wraps this in its own transaction.
+    pub async fn write_batch_in<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        batch: &[UsageRecord],
+    ) -> Result<BatchOutcome, StoreError> {
+        // A request id repeated within the batch is stored once: its first record wins.
+        let mut seen = HashSet::with_capacity(batch.len());
+        let rows: Vec<UsageRow> = batch
+            .iter()
+            .filter(|record| seen.insert(record.request_id))
+            .map(|record| UsageRow::new(record, &self.pricing))
+            .collect();
+
+        let mut inserted_ids = HashSet::with_capacity(rows.len());
+        for chunk in rows.chunks((MAX_BINDS / UsageRow::COLUMNS).max(1)) {
+            let mut insert = Query::insert();
+            insert
+                .into_table(token_usage::Entity)
+                .columns(UsageRow::columns())
+                .on_conflict(
+                    OnConflict::column(token_usage::Column::RequestId)
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .returning_col(token_usage::Column::RequestId);
+            for row in chunk {
+                insert.values_panic(row.values());
+            }
+            for returned in conn.query_all(&insert).await? {
+                inserted_ids.insert(returned.try_get::<Uuid>("", "request_id")?);
+            }
+        }
+
+        let inserted: Vec<&UsageRow> = rows
+            .iter()
+            .filter(|row| inserted_ids.contains(&row.request_id))
+            .collect();
+        self.add_to_aggregates(conn, &inserted).await?;
+
+        let outcome = BatchOutcome {
+            inserted: inserted.len() as u64,
+            duplicates: (batch.len() - inserted.len()) as u64,
+            unpriced: inserted.iter().filter(|row| row.unpriced).count() as u64,
+        };
+        Ok(outcome)
+    }
+
+    /// Adds the rows to their buckets: one pre-summed upsert per key, keys in order.
+    async fn add_to_aggregates<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        rows: &[&UsageRow],
+    ) -> Result<(), StoreError> {
+        let mut sums: BTreeMap<AggregateKey, rows::Sums> = BTreeMap::new();
+        for row in rows {
+            for kind in BucketType::ALL {
+                let key = row.aggregate_key(kind, self.buckets.start(kind, row.timestamp));
+                sums.entry(key).or_default().add(&row.sums());
+            }
+        }
+        let sums: Vec<(AggregateKey, rows::Sums)> = sums.into_iter().collect();
+        for chunk in sums.chunks((MAX_BINDS / AggregateKey::COLUMNS).max(1)) {
+            let mut upsert = Query::insert();
+            upsert
+                .into_table(usage_aggregates::Entity)
+                .columns(AggregateKey::columns())
+                .on_conflict(
+                    OnConflict::columns(AggregateKey::key_columns())
+                        .values(rows::Sums::columns().map(|column| {
+                            let added = Expr::col((usage_aggregates::Entity, column))
+                                .add(Expr::cust(format!("excluded.\"{}\"", column.as_str())));
+                            (column, added)
+                        }))
+                        .to_owned(),
+                );
+            for (key, sums) in chunk {
+                upsert.values_panic(key.values(sums));
+            }
+            conn.execute(&upsert).await?;
+        }
+        Ok(())
+    }
+}
+
+impl UsageStore for SeaOrmStore {
+    type Error = StoreError;
+
+    async fn write_batch(&self, batch: &[UsageRecord]) -> Result<(), StoreError> {
+        let txn = self.db.begin().await?;
+        let outcome = self.write_batch_in(&txn, batch).await?;
+        txn.commit().await?;
+        self.counters
+            .inserted
+            .fetch_add(outcome.inserted, Ordering::Relaxed);
+        self.counters
+            .duplicates
+            .fetch_add(outcome.duplicates, Ordering::Relaxed);
+        self.counters
+            .unpriced
+            .fetch_add(outcome.unpriced, Ordering::Relaxed);
+        if outcome.unpriced > 0 {
+            tracing::warn!(
+                rows = outcome.unpriced,
+                "usage stored without a price (unknown model): cost recorded as 0"
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,408 @@
+//! Reading usage back: bucket series, totals, budgets, top users, cost breakdown.
+//!
+//! **The range rule.** Every query takes a [`BucketRange`]: whole buckets of one type.
+//! Series and totals read the `usage_aggregates` rows whose `bucket_start` lies in
+//! `[range.start, range.end)`; the cost breakdown reads the `token_usage` rows whose
+//! `timestamp` lies in the same `[range.start, range.end)`. Because the range is made of
+//! whole buckets and a row is counted in the bucket holding its `timestamp`, both select
+//! exactly the same requests: totals and breakdown always agree.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sea_orm::sea_query::{
+    Alias, Expr, ExprTrait, Func, IntoColumnRef, Order, Query, SelectStatement,
+};
+use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult};
+use uuid::Uuid;
+
+use super::StoreError;
+use super::entity::{token_usage, usage_aggregates};
+use crate::record::Provider;
+use crate::store::buckets::{BucketType, Buckets};
+
+/// Which usage to read; every field left `None` means "all".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UsageFilter {
+    /// Only this provider's usage (R6); `None` sums all providers.
+    pub provider: Option<Provider>,
+    /// Only this user's usage.
+    pub user_id: Option<Uuid>,
+    /// Only this access key's usage.
+    pub access_key_id: Option<Uuid>,
+}
+
+/// Whole buckets of one type: `[start, end)`, both bucket boundaries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BucketRange {
+    kind: BucketType,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+impl BucketRange {
+    /// The `kind` buckets that overlap `[from, to)`: from the start of the bucket holding
+    /// `from` to the end of the bucket holding the last instant before `to`.
+    pub fn new(
+        buckets: &Buckets,
+        kind: BucketType,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Self {
+        let start = buckets.start(kind, from);
+        let last = Ord::max(
+            buckets.start(kind, to - chrono::Duration::nanoseconds(1)),
+            start,
+        );
+        Self {
+            kind,
+            start,
+            end: buckets.next(kind, last),
+        }
+    }
+
+    /// The bucket type.
+    pub fn kind(&self) -> BucketType {
+        self.kind
+    }
+
+    /// The first bucket's start.
+    pub fn start(&self) -> DateTime<Utc> {
+        self.start
+    }
+
+    /// The end of the last bucket (exclusive).
+    pub fn end(&self) -> DateTime<Utc> {
+        self.end
+    }
+}
+
+/// Sums over some requests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Requests.
+    pub requests: i64,
+    /// Uncached input tokens.
+    pub input_tokens: i64,
+    /// Output tokens.
+    pub output_tokens: i64,
+    /// Input + output tokens (no cache tokens, as in the original system).
+    pub total_tokens: i64,
+    /// Cache read tokens.
+    pub cache_read_tokens: i64,
+    /// Cache write tokens.
+    pub cache_write_tokens: i64,
+    /// Cost, micro-USD.
+    pub cost_micros: i64,
+}
+
+impl Totals {
+    /// The cost in USD, 6 decimal places.
+    pub fn cost_usd(&self) -> Decimal {
+        Decimal::new(self.cost_micros, 6)
+    }
+
+    fn add(&mut self, other: &Totals) {
+        self.requests += other.requests;
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.total_tokens += other.total_tokens;
+        self.cache_read_tokens += other.cache_read_tokens;
+        self.cache_write_tokens += other.cache_write_tokens;
+        self.cost_micros += other.cost_micros;
+    }
+
+    fn read(row: &QueryResult) -> Result<Self, StoreError> {
+        let get = |name: &str| row.try_get::<i64>("", name);
+        Ok(Totals {
+            requests: get("requests")?,
+            input_tokens: get("input_tokens")?,
+            output_tokens: get("output_tokens")?,
+            total_tokens: get("total_tokens")?,
+            cache_read_tokens: get("cache_read_tokens")?,
+            cache_write_tokens: get("cache_write_tokens")?,
+            cost_micros: get("cost_micros")?,
+        })
+    }
+}
+
+/// One user's totals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UserTotals {
+    /// The user (the nil UUID for usage without a user).
+    pub user_id: Uuid,
+    /// Their totals.
+    pub totals: Totals,
+}
+
+/// The usage and cost of one pricing model (from `token_usage`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelCost {
+    /// The provider.
+    pub provider: String,
+    /// The price catalog key; `None` for unpriced rows.
+    pub pricing_model_id: Option<String>,
+    /// Sums of the rows.
+    pub totals: Totals,
+    /// Input cost, micro-USD.
+    pub cost_input_micros: i64,
+    /// Output cost, micro-USD.
+    pub cost_output_micros: i64,
+    /// Cache write cost, micro-USD.
+    pub cost_cache_write_micros: i64,
+    /// Cache read cost, micro-USD.
+    pub cost_cache_read_micros: i64,
+}
+
+/// `CAST(COALESCE(SUM(column), 0) AS BIGINT)`: Postgres sums `BIGINT` into `NUMERIC`.
+fn sum(column: impl IntoColumnRef) -> Expr {
+    Func::cast_as(
+        Func::coalesce([Func::sum(Expr::col(column)).into(), Expr::val(0)]),
+        Alias::new("BIGINT"),
+    )
+    .into()
+}
+
+/// The columns a [`Totals`] is summed from, for each table.
+fn select_totals(query: &mut SelectStatement, table: Table) {
+    match table {
+        Table::Aggregates => {
+            use usage_aggregates::Column::*;
+            query
+                .expr_as(sum(TotalRequests), "requests")
+                .expr_as(sum(TotalInputTokens), "input_tokens")
+                .expr_as(sum(TotalOutputTokens), "output_tokens")
+                .expr_as(sum(TotalTokens), "total_tokens")
+                .expr_as(sum(TotalCacheReadTokens), "cache_read_tokens")
+                .expr_as(sum(TotalCacheWriteTokens), "cache_write_tokens")
+                .expr_as(sum(TotalEstimatedCostMicros), "cost_micros");
+        }
+        Table::Rows => {
+            use token_usage::Column::*;
+            query
+                .expr_as(
+                    Func::cast_as(Func::count(Expr::col(Id)), Alias::new("BIGINT")),
+                    "requests",
+                )
+                .expr_as(sum(InputTokens), "input_tokens")
+                .expr_as(sum(OutputTokens), "output_tokens")
+                .expr_as(sum(TotalTokens), "total_tokens")
+                .expr_as(sum(CacheReadInputTokens), "cache_read_tokens")
+                .expr_as(sum(CacheCreationInputTokens), "cache_write_tokens")
+                .expr_as(sum(EstimatedCostMicros), "cost_micros");
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Table {
+    Aggregates,
+    Rows,
+}
+
+/// Reads what a [`SeaOrmStore`](super::SeaOrmStore) wrote.
+#[derive(Clone, Debug)]
+pub struct UsageQueries {
+    db: DatabaseConnection,
+    buckets: Buckets,
+}
+
+impl UsageQueries {
+    /// Queries on `db`, with the buckets the data was written with.
+    pub fn new(db: DatabaseConnection, buckets: Buckets) -> Self {
+        Self { db, buckets }
+    }
+
+    /// The buckets.
+    pub fn buckets(&self) -> &Buckets {
+        &self.buckets
+    }
+
+    /// A range of whole `kind` buckets overlapping `[from, to)` (see [`BucketRange::new`]).
+    pub fn range(&self, kind: BucketType, from: DateTime<Utc>, to: DateTime<Utc>) -> BucketRange {
+        BucketRange::new(&self.buckets, kind, from, to)
+    }
+
+    /// The aggregates of the range and filter, before any grouping or summing.
+    fn aggregates(range: &BucketRange, filter: &UsageFilter) -> SelectStatement {
+        use usage_aggregates::Column::*;
+        let mut query = Query::select();
+        query
+            .from(usage_aggregates::Entity)
+            .and_where(Expr::col(BucketType).eq(range.kind.as_str()))
+            .and_where(Expr::col(BucketStart).gte(range.start))
+            .and_where(Expr::col(BucketStart).lt(range.end));
+        apply_filter(&mut query, filter, [Provider, UserId, AccessKeyId]);
+        select_totals(&mut query, Table::Aggregates);
+        query
+    }
+
+    /// Sums per bucket, one entry for **every** bucket of the range (zeros included).
+    pub async fn series(
+        &self,
+        range: &BucketRange,
+        filter: &UsageFilter,
+    ) -> Result<Vec<(DateTime<Utc>, Totals)>, StoreError> {
+        let mut query = Self::aggregates(range, filter);
+        query
+            .column(usage_aggregates::Column::BucketStart)
+            .group_by_col(usage_aggregates::Column::BucketStart);
+        let mut found = std::collections::HashMap::new();
+        for row in self.db.query_all(&query).await? {
+            let start: DateTime<Utc> = row.try_get("", "bucket_start")?;
+            found.insert(start, Totals::read(&row)?);
+        }
+        Ok(self
+            .buckets
+            .series(range.kind, range.start, range.end)
+            .map(|start| (start, found.remove(&start).unwrap_or_default()))
+            .collect())
+    }
+
+    /// Sums over the whole range.
+    pub async fn totals(
+        &self,
+        range: &BucketRange,
+        filter: &UsageFilter,
+    ) -> Result<Totals, StoreError> {
+        let query = Self::aggregates(range, filter);
+        match self.db.query_one(&query).await? {
+            Some(row) => Totals::read(&row),
+            None => Ok(Totals::default()),
+        }
+    }
+
+    /// One user's usage of `provider` in the calendar month (in the buckets' zone)
+    /// holding `at` — the budget reads `bedrock` only.
+    pub async fn monthly_total(
+        &self,
+        user_id: Uuid,
+        provider: &Provider,
+        at: DateTime<Utc>,
+    ) -> Result<Totals, StoreError> {
+        let range = self.range(BucketType::Month, at, at + chrono::Duration::nanoseconds(1));
+        let filter = UsageFilter {
+            provider: Some(provider.clone()),
+            user_id: Some(user_id),
+            access_key_id: None,
+        };
+        self.totals(&range, &filter).await
+    }
+
+    /// The users with the highest cost (then most tokens) over the range.
+    pub async fn top_users(
+        &self,
+        range: &BucketRange,
+        filter: &UsageFilter,
+        limit: u64,
+    ) -> Result<Vec<UserTotals>, StoreError> {
+        let mut query = Self::aggregates(range, filter);
+        query
+            .column(usage_aggregates::Column::UserId)
+            .group_by_col(usage_aggregates::Column::UserId)
+            .order_by_expr(
+                sum(usage_aggregates::Column::TotalEstimatedCostMicros),
+                Order::Desc,
+            )
+            .order_by_expr(sum(usage_aggregates::Column::TotalTokens), Order::Desc)
+            .order_by(usage_aggregates::Column::UserId, Order::Asc)
+            .limit(limit);
+        self.db
+            .query_all(&query)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(UserTotals {
+                    user_id: row.try_get("", "user_id")?,
+                    totals: Totals::read(row)?,
+                })
+            })
+            .collect()
+    }
+
+    /// A zero-filled series for each of `users`, in the order given.
+    pub async fn user_series(
+        &self,
+        range: &BucketRange,
+        filter: &UsageFilter,
+        users: &[Uuid],
+    ) -> Result<Vec<(Uuid, Vec<(DateTime<Utc>, Totals)>)>, StoreError> {
+        let mut series = Vec::with_capacity(users.len());
+        for &user in users {
+            let filter = UsageFilter {
+                user_id: Some(user),
+                ..filter.clone()
+            };
+            series.push((user, self.series(range, &filter).await?));
+        }
+        Ok(series)
+    }
+
+    /// Usage and cost per (provider, pricing model), from the rows (see the range rule).
+    pub async fn cost_breakdown(
+        &self,
+        range: &BucketRange,
+        filter: &UsageFilter,
+    ) -> Result<Vec<ModelCost>, StoreError> {
+        use token_usage::Column::*;
+        let mut query = Query::select();
+        query
+            .from(token_usage::Entity)
+            .column(Provider)
+            .column(PricingModelId)
+            .expr_as(sum(CostInputMicros), "cost_input_micros")
+            .expr_as(sum(CostOutputMicros), "cost_output_micros")
+            .expr_as(sum(CostCacheWriteMicros), "cost_cache_write_micros")
+            .expr_as(sum(CostCacheReadMicros), "cost_cache_read_micros")
+            .and_where(Expr::col(Timestamp).gte(range.start))
+            .and_where(Expr::col(Timestamp).lt(range.end))
+            .group_by_col(Provider)
+            .group_by_col(PricingModelId)
+            .order_by(Provider, Order::Asc)
+            .order_by(PricingModelId, Order::Asc);
+        select_totals(&mut query, Table::Rows);
+        apply_filter(&mut query, filter, [Provider, UserId, AccessKeyId]);
+        self.db
+            .query_all(&query)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(ModelCost {
+                    provider: row.try_get("", "provider")?,
+                    pricing_model_id: row.try_get("", "pricing_model_id")?,
+                    totals: Totals::read(row)?,
+                    cost_input_micros: row.try_get("", "cost_input_micros")?,
+                    cost_output_micros: row.try_get("", "cost_output_micros")?,
+                    cost_cache_write_micros: row.try_get("", "cost_cache_write_micros")?,
+                    cost_cache_read_micros: row.try_get("", "cost_cache_read_micros")?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl<'a> std::iter::Sum<&'a Totals> for Totals {
+    fn sum<I: Iterator<Item = &'a Totals>>(all: I) -> Totals {
+        let mut sum = Totals::default();
+        for totals in all {
+            sum.add(totals);
+        }
+        sum
+    }
+}
+
+/// Narrows `query` by `filter`, on the given columns of its table.
+fn apply_filter<C: IntoColumnRef + Copy>(
+    query: &mut SelectStatement,
+    filter: &UsageFilter,
+    [provider, user, key]: [C; 3],
+) {
+    if let Some(value) = &filter.provider {
+        query.and_where(Expr::col(provider).eq(value.as_str()));
+    }
+    if let Some(value) = filter.user_id {
+        query.and_where(Expr::col(user).eq(value));
+    }
+    if let Some(value) = filter.access_key_id {
+        query.and_where(Expr::col(key).eq(value));
+    }
+}

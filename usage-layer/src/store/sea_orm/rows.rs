@@ -1,0 +1,322 @@
+//! From a record to a `token_usage` row and its aggregate keys.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+use sea_orm::Value;
+use sea_orm::sea_query::Expr;
+use uuid::Uuid;
+
+use super::entity::{token_usage, usage_aggregates};
+use crate::pricing::{Cost, PriceCatalog, PriceSnapshot};
+use crate::record::UsageRecord;
+use crate::store::buckets::BucketType;
+
+/// Integer micro-USD: the stored form of money (exact on every backend).
+pub(crate) fn micros(amount: Decimal) -> i64 {
+    (amount * Decimal::from(1_000_000))
+        .round()
+        .to_i64()
+        .unwrap_or(i64::MAX)
+}
+
+/// A count as stored (`BIGINT`); counts never come near `i64::MAX`.
+fn count(value: Option<u64>) -> i64 {
+    value.map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+fn optional_count(value: Option<u64>) -> Option<i64> {
+    value.map(|n| i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+fn millis(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// What a row adds to each of its buckets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Sums {
+    requests: i64,
+    input: i64,
+    output: i64,
+    total: i64,
+    cache_read: i64,
+    cache_write: i64,
+    cost_micros: i64,
+}
+
+impl Sums {
+    pub(crate) fn add(&mut self, other: &Sums) {
+        self.requests += other.requests;
+        self.input += other.input;
+        self.output += other.output;
+        self.total += other.total;
+        self.cache_read += other.cache_read;
+        self.cache_write += other.cache_write;
+        self.cost_micros += other.cost_micros;
+    }
+
+    /// The aggregate columns these sums go to, in [`Sums::values`] order.
+    pub(crate) fn columns() -> [usage_aggregates::Column; 7] {
+        use usage_aggregates::Column::*;
+        [
+            TotalRequests,
+            TotalInputTokens,
+            TotalOutputTokens,
+            TotalTokens,
+            TotalCacheReadTokens,
+            TotalCacheWriteTokens,
+            TotalEstimatedCostMicros,
+        ]
+    }
+
+    fn values(&self) -> [Expr; 7] {
+        [
+            self.requests,
+            self.input,
+            self.output,
+            self.total,
+            self.cache_read,
+            self.cache_write,
+            self.cost_micros,
+        ]
+        .map(Expr::val)
+    }
+}
+
+/// The unique key of an aggregate row; ordered, so upserts lock rows in one order.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct AggregateKey {
+    bucket_type: BucketType,
+    bucket_start: DateTime<Utc>,
+    user_id: Uuid,
+    access_key_id: Uuid,
+    provider: String,
+}
+
+impl AggregateKey {
+    pub(crate) const COLUMNS: usize = 12;
+
+    pub(crate) fn key_columns() -> [usage_aggregates::Column; 5] {
+        use usage_aggregates::Column::*;
+        [BucketType, BucketStart, UserId, AccessKeyId, Provider]
+    }
+
+    /// Key columns, then the sums' columns.
+    pub(crate) fn columns() -> impl Iterator<Item = usage_aggregates::Column> {
+        Self::key_columns().into_iter().chain(Sums::columns())
+    }
+
+    pub(crate) fn values(&self, sums: &Sums) -> impl Iterator<Item = Expr> {
+        [
+            Expr::val(self.bucket_type.as_str()),
+            Expr::val(self.bucket_start),
+            Expr::val(self.user_id),
+            Expr::val(self.access_key_id),
+            Expr::val(self.provider.as_str()),
+        ]
+        .into_iter()
+        .chain(sums.values())
+    }
+}
+
+/// One `token_usage` row, priced.
+#[derive(Clone, Debug)]
+pub(crate) struct UsageRow {
+    pub(crate) request_id: Uuid,
+    pub(crate) timestamp: DateTime<Utc>,
+    pub(crate) unpriced: bool,
+    user_id: Option<Uuid>,
+    access_key_id: Option<Uuid>,
+    model: String,
+    provider: String,
+    input: i64,
+    output: i64,
+    cache_read: i64,
+    cache_write: i64,
+    cache_write_5m: Option<i64>,
+    cache_write_1h: Option<i64>,
+    snapshot: Option<PriceSnapshot>,
+    cost: Cost,
+    requested_model: Option<String>,
+    served_model: Option<String>,
+    region: Option<String>,
+    outcome: &'static str,
+    status_code: Option<i32>,
+    streaming: bool,
+    fallback_from: Option<String>,
+    fallback_reason: Option<String>,
+    error_type: Option<String>,
+    stop_reason: Option<String>,
+    time_to_first_byte_ms: Option<i64>,
+    duration_ms: i64,
+    response_bytes: i64,
+}
+
+impl UsageRow {
+    pub(crate) const COLUMNS: usize = 40;
+
+    /// Prices the record by the model that served, else the one asked for. A record with
+    /// usage but no known price is stored unpriced (cost 0) — never priced as another model.
+    pub(crate) fn new(record: &UsageRecord, pricing: &PriceCatalog) -> Self {
+        let usage = &record.usage;
+        let snapshot = record
+            .model()
+            .and_then(|model| pricing.lookup(&record.provider, record.region.as_deref(), model));
+        let cost = snapshot
+            .as_ref()
+            .map_or_else(Cost::default, |snapshot| snapshot.cost(usage));
+        UsageRow {
+            request_id: record.request_id.0,
+            timestamp: record.started_at,
+            unpriced: snapshot.is_none() && !usage.is_empty(),
+            user_id: record.caller.user_id,
+            access_key_id: record.caller.access_key_id,
+            model: record.model().unwrap_or("unknown").to_owned(),
+            provider: record.provider.as_str().to_owned(),
+            input: count(usage.input_tokens),
+            output: count(usage.output_tokens),
+            cache_read: count(usage.cache_read_input_tokens),
+            cache_write: count(usage.cache_creation_input_tokens),
+            cache_write_5m: optional_count(usage.ephemeral_5m_input_tokens),
+            cache_write_1h: optional_count(usage.ephemeral_1h_input_tokens),
+            snapshot,
+            cost,
+            requested_model: record.requested_model.clone(),
+            served_model: record.served_model.clone(),
+            region: record.region.clone(),
+            outcome: record.outcome.as_str(),
+            status_code: record.status.map(|status| i32::from(status.as_u16())),
+            streaming: record.streaming,
+            fallback_from: record.fallback.as_ref().map(|f| f.from.as_str().to_owned()),
+            fallback_reason: record.fallback.as_ref().map(|f| f.reason.to_string()),
+            error_type: record.error_type.clone(),
+            stop_reason: record.stop_reason.clone(),
+            time_to_first_byte_ms: record.time_to_first_byte.map(millis),
+            duration_ms: millis(record.duration),
+            response_bytes: i64::try_from(record.response_bytes).unwrap_or(i64::MAX),
+        }
+    }
+
+    pub(crate) fn sums(&self) -> Sums {
+        Sums {
+            requests: 1,
+            input: self.input,
+            output: self.output,
+            total: self.input + self.output,
+            cache_read: self.cache_read,
+            cache_write: self.cache_write,
+            cost_micros: micros(self.cost.total),
+        }
+    }
+
+    pub(crate) fn aggregate_key(
+        &self,
+        kind: BucketType,
+        bucket_start: DateTime<Utc>,
+    ) -> AggregateKey {
+        AggregateKey {
+            bucket_type: kind,
+            bucket_start,
+            user_id: self.user_id.unwrap_or(Uuid::nil()),
+            access_key_id: self.access_key_id.unwrap_or(Uuid::nil()),
+            provider: self.provider.clone(),
+        }
+    }
+
+    /// Every column but `id`, in [`UsageRow::values`] order.
+    pub(crate) fn columns() -> [token_usage::Column; Self::COLUMNS] {
+        use token_usage::Column::*;
+        [
+            RequestId,
+            Timestamp,
+            UserId,
+            AccessKeyId,
+            Model,
+            Provider,
+            InputTokens,
+            OutputTokens,
+            CacheReadInputTokens,
+            CacheCreationInputTokens,
+            TotalTokens,
+            EstimatedCostMicros,
+            PricingRegion,
+            PricingModelId,
+            PricingEffectiveDate,
+            PricingInputPricePerMillionMicros,
+            PricingOutputPricePerMillionMicros,
+            PricingCacheWritePricePerMillionMicros,
+            PricingCacheReadPricePerMillionMicros,
+            CacheWrite5mTokens,
+            CacheWrite1hTokens,
+            PricingCacheWrite1hPricePerMillionMicros,
+            CostInputMicros,
+            CostOutputMicros,
+            CostCacheWriteMicros,
+            CostCacheReadMicros,
+            Unpriced,
+            RequestedModel,
+            ServedModel,
+            Region,
+            Outcome,
+            StatusCode,
+            Streaming,
+            FallbackFrom,
+            FallbackReason,
+            ErrorType,
+            StopReason,
+            TimeToFirstByteMs,
+            DurationMs,
+            ResponseBytes,
+        ]
+    }
+
+    /// The row's values, in [`UsageRow::columns`] order.
+    pub(crate) fn values(&self) -> [Expr; Self::COLUMNS] {
+        let snapshot = self.snapshot.as_ref();
+        let price = |pick: fn(&PriceSnapshot) -> Decimal| snapshot.map(|s| micros(pick(s)));
+        let values: [Value; Self::COLUMNS] = [
+            self.request_id.into(),
+            self.timestamp.into(),
+            self.user_id.into(),
+            self.access_key_id.into(),
+            self.model.clone().into(),
+            self.provider.clone().into(),
+            self.input.into(),
+            self.output.into(),
+            self.cache_read.into(),
+            self.cache_write.into(),
+            (self.input + self.output).into(),
+            micros(self.cost.total).into(),
+            snapshot.map(|s| s.region.clone()).into(),
+            snapshot.map(|s| s.model_id.clone()).into(),
+            snapshot.map(|s| s.effective_date).into(),
+            price(|s| s.prices.input).into(),
+            price(|s| s.prices.output).into(),
+            price(|s| s.prices.cache_write_5m).into(),
+            price(|s| s.prices.cache_read).into(),
+            self.cache_write_5m.into(),
+            self.cache_write_1h.into(),
+            price(|s| s.prices.cache_write_1h).into(),
+            micros(self.cost.input).into(),
+            micros(self.cost.output).into(),
+            micros(self.cost.cache_write).into(),
+            micros(self.cost.cache_read).into(),
+            self.unpriced.into(),
+            self.requested_model.clone().into(),
+            self.served_model.clone().into(),
+            self.region.clone().into(),
+            self.outcome.into(),
+            self.status_code.into(),
+            self.streaming.into(),
+            self.fallback_from.clone().into(),
+            self.fallback_reason.clone().into(),
+            self.error_type.clone().into(),
+            self.stop_reason.clone().into(),
+            self.time_to_first_byte_ms.into(),
+            self.duration_ms.into(),
+            self.response_bytes.into(),
+        ];
+        values.map(Expr::val)
+    }
+}

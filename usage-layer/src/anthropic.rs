@@ -401,10 +401,10 @@ impl JsonReader {
 
     /// Reserves room for a body of `len` bytes up front (from `content-length`), if it fits the cap.
     pub fn expect_len(&mut self, len: u64) {
-        if let Ok(len) = usize::try_from(len) {
-            if len <= self.cap {
-                self.buf.reserve_exact(len.saturating_sub(self.buf.len()));
-            }
+        if let Ok(len) = usize::try_from(len)
+            && len <= self.cap
+        {
+            self.buf.reserve_exact(len.saturating_sub(self.buf.len()));
         }
     }
 

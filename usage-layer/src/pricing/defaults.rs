@@ -1,0 +1,114 @@
+//! The built-in list prices: the one place they are written down.
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+
+use super::{PLAN_REGION, Prices};
+use crate::record::Provider;
+
+/// The date the list prices below applied (the Claude Opus 4.5 launch).
+pub(super) const LIST_PRICE_DATE: NaiveDate = match NaiveDate::from_ymd_opt(2025, 11, 24) {
+    Some(date) => date,
+    None => panic!("the list price date is a valid date"),
+};
+
+/// The providers that charge the list prices, each with the region they are listed in
+/// (which becomes the provider's default region).
+pub(super) const LIST_PRICE_REGIONS: [(Provider, &str); 2] = [
+    (Provider::PLAN, PLAN_REGION),
+    (Provider::BEDROCK, "us-east-1"),
+];
+
+/// Anthropic's list prices, in US cents per million tokens so the table is exact and
+/// `const`: input, output, 5-minute cache write, 1-hour cache write, cache read.
+///
+/// Only models whose prices are published here; a model not listed is unknown, never
+/// guessed.
+pub(super) const LIST_PRICES: [(&[&str], Prices); 6] = [
+    (&["claude-opus-4-5"], cents([500, 2500, 625, 1000, 50])),
+    (
+        &["claude-opus-4-1", "claude-opus-4", "claude-3-opus"],
+        cents([1500, 7500, 1875, 3000, 150]),
+    ),
+    (
+        &[
+            "claude-sonnet-4-5",
+            "claude-sonnet-4",
+            "claude-3-7-sonnet",
+            "claude-3-5-sonnet",
+        ],
+        cents([300, 1500, 375, 600, 30]),
+    ),
+    (&["claude-haiku-4-5"], cents([100, 500, 125, 200, 10])),
+    (&["claude-3-5-haiku"], cents([80, 400, 100, 160, 8])),
+    (&["claude-3-haiku"], cents([25, 125, 30, 50, 3])),
+];
+
+/// Prices of a model listed with only input and output prices, by Anthropic's cache
+/// multipliers: a 5-minute write is 1.25 × input, a 1-hour write 2 × input, a read 0.1 × input.
+pub(super) fn with_cache_multipliers(input: Decimal, output: Decimal) -> Prices {
+    Prices {
+        input,
+        output,
+        cache_write_5m: input.saturating_mul(Decimal::new(125, 2)).normalize(),
+        cache_write_1h: input.saturating_mul(Decimal::TWO).normalize(),
+        cache_read: input.saturating_mul(Decimal::new(1, 1)).normalize(),
+    }
+}
+
+const fn cents([input, output, cache_write_5m, cache_write_1h, cache_read]: [u32; 5]) -> Prices {
+    const fn usd(cents: u32) -> Decimal {
+        Decimal::from_parts(cents, 0, 0, false, 2)
+    }
+    Prices {
+        input: usd(input),
+        output: usd(output),
+        cache_write_5m: usd(cache_write_5m),
+        cache_write_1h: usd(cache_write_1h),
+        cache_read: usd(cache_read),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pricing::normalize_model_id;
+
+    #[test]
+    fn list_prices_are_in_dollars() {
+        let opus = LIST_PRICES[0].1;
+        assert_eq!(opus.input.to_string(), "5.00");
+        assert_eq!(opus.cache_write_5m.to_string(), "6.25");
+        assert_eq!(opus.cache_read.to_string(), "0.50");
+        assert_eq!(LIST_PRICE_DATE.to_string(), "2025-11-24");
+    }
+
+    #[test]
+    fn list_keys_are_normalised_and_unique() {
+        let keys: Vec<&str> = LIST_PRICES
+            .iter()
+            .flat_map(|(models, _)| models.iter().copied())
+            .collect();
+        for key in &keys {
+            assert_eq!(normalize_model_id(key), *key);
+        }
+        let unique: std::collections::BTreeSet<_> = keys.iter().collect();
+        assert_eq!(unique.len(), keys.len());
+        assert_eq!(keys.len(), 11);
+    }
+
+    #[test]
+    fn list_prices_follow_the_cache_multipliers() {
+        for (models, prices) in LIST_PRICES {
+            // Claude 3 Haiku's cache prices are rounded to the cent (0.30, 0.03).
+            if models == ["claude-3-haiku"] {
+                continue;
+            }
+            assert_eq!(
+                with_cache_multipliers(prices.input, prices.output),
+                prices,
+                "{models:?}"
+            );
+        }
+    }
+}

@@ -20,6 +20,28 @@ if [ ! -f "$fixtures/README.md" ]; then
   exit 1
 fi
 
+# Postgres: the local server (this machine kind starts it), or TEST_DATABASE_URL.
+# Every test makes its own database there and drops it; stale ones from a crashed run
+# are removed first. Unreachable ⇒ said loudly; under CI (or REQUIRE_POSTGRES) ⇒ failure.
+export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+if psql "$TEST_DATABASE_URL" -qAtc 'select 1' >/dev/null 2>&1; then
+  echo "Postgres: reachable at $TEST_DATABASE_URL"
+  psql "$TEST_DATABASE_URL" -qAtc "select datname from pg_database where datname like 'usage\_test\_%'" |
+    while read -r stale; do psql "$TEST_DATABASE_URL" -qc "drop database if exists \"$stale\" with (force)"; done
+else
+  cat >&2 <<MSG
+################################################################################
+##  Postgres is NOT reachable at $TEST_DATABASE_URL
+##  The Postgres half of the storage tests will be SKIPPED (SQLite still runs).
+################################################################################
+MSG
+  if [ -n "${CI:-}" ] && [ "${CI:-}" != "false" ] || [ -n "${REQUIRE_POSTGRES:-}" ]; then
+    echo "ERROR: Postgres is required here (CI / REQUIRE_POSTGRES)" >&2
+    exit 1
+  fi
+  unset TEST_DATABASE_URL
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -49,5 +71,24 @@ cargo test --locked --workspace --all-features --benches
 step "example: sse-usage on the fixtures"
 cargo run --locked -q -p usage-layer --example sse-usage -- \
   --chunk-size 7 "$fixtures"/sse/anthropic-sdk-python/*.txt
+
+step "migration CLI: up, status, down, up, fresh (SQLite$( [ -n "${TEST_DATABASE_URL:-}" ] && echo ' and Postgres'))"
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+migrate() { DATABASE_URL="$1" cargo run --locked -q -p migration -- "${@:2}"; }
+cli_round_trip() {
+  migrate "$1" up
+  migrate "$1" status
+  migrate "$1" down -n 3
+  migrate "$1" up
+  migrate "$1" fresh
+}
+cli_round_trip "sqlite://$scratch/cli.db?mode=rwc"
+if [ -n "${TEST_DATABASE_URL:-}" ]; then
+  cli_db="usage_test_cli_$$"
+  psql "$TEST_DATABASE_URL" -qc "create database $cli_db"
+  cli_round_trip "${TEST_DATABASE_URL%/*}/$cli_db"
+  psql "$TEST_DATABASE_URL" -qc "drop database $cli_db with (force)"
+fi
 
 printf '\n== all checks passed\n'

@@ -119,45 +119,28 @@ struct Snapshot {
     keys: Vec<(Uuid, Uuid, String)>,
 }
 
+/// `columns` of every row of `table`, by id.
+async fn select(db: &TestDb, table: &str, columns: &[&str]) -> Vec<sea_orm::QueryResult> {
+    let query = Query::select()
+        .columns(columns.iter().map(|c| alias(c)))
+        .from(alias(table))
+        .order_by(alias("id"), sea_orm::Order::Asc)
+        .to_owned();
+    db.db.query_all(&query).await.unwrap()
+}
+
 async fn snapshot(db: &TestDb) -> Snapshot {
-    let users = db
-        .db
-        .query_all(
-            &Query::select()
-                .columns([alias("id"), alias("name")])
-                .from(alias("users"))
-                .order_by(alias("id"), sea_orm::Order::Asc)
-                .to_owned(),
-        )
+    let get = |row: &sea_orm::QueryResult, column| row.try_get::<Uuid>("", column).unwrap();
+    let text = |row: &sea_orm::QueryResult, column| row.try_get::<String>("", column).unwrap();
+    let users = select(db, "users", &["id", "name"])
         .await
-        .unwrap()
         .iter()
-        .map(|row| {
-            (
-                row.try_get("", "id").unwrap(),
-                row.try_get("", "name").unwrap(),
-            )
-        })
+        .map(|row| (get(row, "id"), text(row, "name")))
         .collect();
-    let keys = db
-        .db
-        .query_all(
-            &Query::select()
-                .columns([alias("id"), alias("user_id"), alias("key_prefix")])
-                .from(alias("access_keys"))
-                .order_by(alias("id"), sea_orm::Order::Asc)
-                .to_owned(),
-        )
+    let keys = select(db, "access_keys", &["id", "user_id", "key_prefix"])
         .await
-        .unwrap()
         .iter()
-        .map(|row| {
-            (
-                row.try_get("", "id").unwrap(),
-                row.try_get("", "user_id").unwrap(),
-                row.try_get("", "key_prefix").unwrap(),
-            )
-        })
+        .map(|row| (get(row, "id"), get(row, "user_id"), text(row, "key_prefix")))
         .collect();
     Snapshot {
         token_usage: token_usage::Entity::find()

@@ -5,135 +5,19 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rust_decimal::Decimal;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
+use sea_orm::TransactionTrait;
 use usage_layer::pricing::PriceCatalog;
 use usage_layer::sink::UsageStore;
-use usage_layer::store::sea_orm::entity::{token_usage, usage_aggregates};
 use usage_layer::store::sea_orm::{SeaOrmStore, UsageFilter};
 use usage_layer::store::{BucketType, Buckets};
 use usage_layer::{Caller, Fallback, Outcome, Provider, RequestId, Usage, UsageRecord};
-use usage_tests::TestDb;
+use usage_tests::{
+    TestDb, aggregates, assert_aggregates_match_rows, caller, record, rows, store, usage,
+};
 use uuid::Uuid;
 
 fn at(h: u32, m: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 27, h, m, 30).unwrap()
-}
-
-fn usage(input: u64, output: u64, cache_write: u64, cache_read: u64) -> Usage {
-    Usage {
-        input_tokens: Some(input),
-        output_tokens: Some(output),
-        cache_creation_input_tokens: Some(cache_write),
-        cache_read_input_tokens: Some(cache_read),
-        ..Usage::default()
-    }
-}
-
-fn record(
-    provider: Provider,
-    caller: Caller,
-    model: &str,
-    usage: Usage,
-    started_at: DateTime<Utc>,
-) -> UsageRecord {
-    let mut record = UsageRecord::new(RequestId::new(), started_at);
-    record.provider = provider;
-    record.caller = caller;
-    record.served_model = Some(model.to_owned());
-    record.usage = usage;
-    record.streaming = true;
-    record.status = Some(http::StatusCode::OK);
-    record
-}
-
-fn caller() -> Caller {
-    Caller {
-        user_id: Some(Uuid::now_v7()),
-        access_key_id: Some(Uuid::now_v7()),
-    }
-}
-
-fn store(db: &TestDb) -> SeaOrmStore {
-    SeaOrmStore::new(
-        db.db.clone(),
-        Arc::new(PriceCatalog::defaults()),
-        Buckets::default(),
-    )
-}
-
-async fn rows(db: &TestDb) -> Vec<token_usage::Model> {
-    token_usage::Entity::find()
-        .order_by_asc(token_usage::Column::Id)
-        .all(&db.db)
-        .await
-        .unwrap()
-}
-
-async fn aggregates(db: &TestDb, kind: BucketType) -> Vec<usage_aggregates::Model> {
-    usage_aggregates::Entity::find()
-        .filter(usage_aggregates::Column::BucketType.eq(kind.as_str()))
-        .order_by_asc(usage_aggregates::Column::Provider)
-        .order_by_asc(usage_aggregates::Column::BucketStart)
-        .all(&db.db)
-        .await
-        .unwrap()
-}
-
-/// Every aggregate equals the sum of the rows of its key (P6 and the store's contract).
-async fn assert_aggregates_match_rows(db: &TestDb, buckets: &Buckets) {
-    let rows = rows(db).await;
-    for kind in BucketType::ALL {
-        let stored = aggregates(db, kind).await;
-        let mut expected = std::collections::BTreeMap::new();
-        for row in &rows {
-            let key = (
-                buckets.start(kind, row.timestamp),
-                row.user_id.unwrap_or(Uuid::nil()),
-                row.access_key_id.unwrap_or(Uuid::nil()),
-                row.provider.clone(),
-            );
-            let sums: &mut [i64; 6] = expected.entry(key).or_default();
-            sums[0] += 1;
-            sums[1] += row.input_tokens;
-            sums[2] += row.output_tokens;
-            sums[3] += row.cache_read_input_tokens;
-            sums[4] += row.cache_creation_input_tokens;
-            sums[5] += row.estimated_cost_micros;
-        }
-        assert_eq!(
-            stored.len(),
-            expected.len(),
-            "{} {kind}: one row per key",
-            db.backend
-        );
-        for aggregate in stored {
-            let key = (
-                aggregate.bucket_start,
-                aggregate.user_id,
-                aggregate.access_key_id,
-                aggregate.provider.clone(),
-            );
-            let sums = expected[&key];
-            assert_eq!(
-                [
-                    aggregate.total_requests,
-                    aggregate.total_input_tokens,
-                    aggregate.total_output_tokens,
-                    aggregate.total_cache_read_tokens,
-                    aggregate.total_cache_write_tokens,
-                    aggregate.total_estimated_cost_micros,
-                ],
-                sums,
-                "{} {kind} {key:?}",
-                db.backend
-            );
-            assert_eq!(
-                aggregate.total_tokens,
-                aggregate.total_input_tokens + aggregate.total_output_tokens,
-                "total_tokens excludes cache tokens"
-            );
-        }
-    }
 }
 
 #[tokio::test]

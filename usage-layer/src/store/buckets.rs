@@ -281,6 +281,29 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// For any instant, zone and week start: the bucket holding an instant starts at
+        /// or before it and ends after it, and a bucket's start is its own bucket's start.
+        #[test]
+        fn every_instant_lies_in_its_bucket(
+            seconds in 0i64..4_102_444_800, // 1970 to 2100
+            zone in proptest::sample::select(vec![
+                "UTC", "Asia/Seoul", "Asia/Kolkata", "America/New_York",
+                "America/Santiago", "Australia/Lord_Howe", "Asia/Kathmandu", "Europe/London",
+            ]),
+            week_start in proptest::sample::select(vec![Weekday::Mon, Weekday::Sun, Weekday::Sat]),
+        ) {
+            let buckets = Buckets::new(zone.parse().unwrap(), week_start);
+            let at = DateTime::from_timestamp(seconds, 0).unwrap();
+            for kind in BucketType::ALL {
+                let start = buckets.start(kind, at);
+                let next = buckets.next(kind, start);
+                proptest::prop_assert!(start <= at && at < next, "{kind} {zone} {at}: {start}..{next}");
+                proptest::prop_assert_eq!(buckets.start(kind, start), start);
+            }
+        }
+    }
+
     #[test]
     fn names_round_trip() {
         for kind in BucketType::ALL {

@@ -10,6 +10,7 @@
 //!
 //! Rounds are interleaved (batched, one-at-a-time, batched, …) on a fresh database each,
 //! and the table gives medians. Under `cargo test` (no `--bench`) it runs one tiny round.
+#![allow(clippy::print_stdout, reason = "a benchmark driver prints its table")]
 
 use std::time::{Duration, Instant};
 

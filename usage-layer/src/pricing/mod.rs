@@ -59,6 +59,20 @@ pub use cost::{Cost, PriceSnapshot};
 pub use error::PricingError;
 pub use model_id::normalize_model_id;
 
+/// An amount in integer micro-USD (6 decimals, rounded half away from zero) — the
+/// stored form of money. Saturates far beyond any real amount.
+pub fn to_micros(amount: Decimal) -> i64 {
+    use rust_decimal::prelude::ToPrimitive;
+    (amount.saturating_mul(Decimal::from(1_000_000)))
+        .round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+        .to_i64()
+        .unwrap_or(if amount.is_sign_negative() {
+            i64::MIN
+        } else {
+            i64::MAX
+        })
+}
+
 /// The only region Plan prices live in.
 pub const PLAN_REGION: &str = "global";
 

@@ -2,7 +2,6 @@
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use rust_decimal::prelude::ToPrimitive;
 use sea_orm::Value;
 use sea_orm::sea_query::Expr;
 use uuid::Uuid;
@@ -12,13 +11,7 @@ use crate::pricing::{Cost, PriceCatalog, PriceSnapshot};
 use crate::record::UsageRecord;
 use crate::store::buckets::BucketType;
 
-/// Integer micro-USD: the stored form of money (exact on every backend).
-pub(crate) fn micros(amount: Decimal) -> i64 {
-    (amount * Decimal::from(1_000_000))
-        .round()
-        .to_i64()
-        .unwrap_or(i64::MAX)
-}
+use crate::pricing::to_micros as micros;
 
 /// A count as stored (`BIGINT`); counts never come near `i64::MAX`.
 fn count(value: Option<u64>) -> i64 {

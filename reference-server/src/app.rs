@@ -1,0 +1,223 @@
+//! The HTTP application: routes, access-key authentication, the usage layer, tracing with
+//! redacted paths.
+
+use std::sync::Arc;
+
+use axum::Router as Routes;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Response, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId as TowerRequestId, SetRequestIdLayer,
+};
+use tower_http::trace::TraceLayer;
+use usage_layer::sink::UsageSink;
+use usage_layer::{Caller, RequestId, UsageLayer};
+
+use crate::error::anthropic_error;
+
+const X_REQUEST_ID: &str = "x-request-id";
+use crate::keys::{Authenticated, KeyStore};
+use crate::routing::Router;
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    /// Access keys.
+    pub keys: KeyStore,
+    /// Plan and Bedrock.
+    pub router: Router,
+}
+
+/// `/ak/{key}/rest` ⇒ `/ak/<redacted>/rest`: the key never reaches a log line.
+pub fn redact(path: &str) -> String {
+    match path.strip_prefix("/ak/") {
+        Some(rest) => match rest.find('/') {
+            Some(slash) => format!("/ak/<redacted>{}", &rest[slash..]),
+            None => "/ak/<redacted>".to_owned(),
+        },
+        None => path.to_owned(),
+    }
+}
+
+/// The key in `/ak/{key}/…` and what follows it.
+fn split_key(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("/ak/")?;
+    Some(rest.split_at(rest.find('/').unwrap_or(rest.len())))
+}
+
+/// The application, with `sink` receiving a usage record per Messages request.
+pub fn app<K>(state: Arc<AppState>, sink: K, max_request_bytes: usize) -> Routes
+where
+    K: UsageSink + Clone + Send + Sync + 'static,
+{
+    let metered = Routes::new()
+        .route("/ak/{key}/v1/messages", post(messages))
+        .route_layer(UsageLayer::new(sink));
+    let authenticated = Routes::new()
+        .merge(metered)
+        .route("/ak/{key}/v1/messages/count_tokens", post(count_tokens))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Routes::new()
+        .merge(authenticated)
+        .route("/", get(probe).head(probe))
+        .route("/ak/{key}", get(probe).head(probe))
+        .route("/health", get(health))
+        .fallback(not_found)
+        .with_state(state)
+        // One limit, enforced before the body is read (413), instead of axum's default.
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(max_request_bytes))
+        .layer(CatchPanicLayer::new())
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                tracing::info_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %redact(request.uri().path()),
+                    request_id = request.headers().get(X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-"),
+                )
+            }),
+        )
+        .layer(SetRequestIdLayer::x_request_id(TimeOrderedId))
+}
+
+/// Request ids are time-ordered UUIDs (v7): the same id is the usage record's key.
+#[derive(Clone, Copy, Debug)]
+struct TimeOrderedId;
+
+impl MakeRequestId for TimeOrderedId {
+    fn make_request_id<B>(&mut self, _: &http::Request<B>) -> Option<TowerRequestId> {
+        HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
+            .ok()
+            .map(TowerRequestId::new)
+    }
+}
+
+/// The request's id from `x-request-id` when it is a UUID (ours, or the client's), else a new one.
+fn request_id(request: &Request) -> RequestId {
+    request
+        .headers()
+        .get(X_REQUEST_ID)
+        .and_then(|value| value.to_str().ok()?.parse().ok())
+        .map_or_else(RequestId::new, RequestId)
+}
+
+/// Checks the access key in the path; labels the request with its caller and an id.
+async fn authenticate(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Response<Body> {
+    let presented = split_key(request.uri().path())
+        .map(|(key, _)| key)
+        .unwrap_or_default();
+    match state.keys.authenticate(presented).await {
+        Ok(Some(caller)) => {
+            let id = request_id(&request);
+            let extensions = request.extensions_mut();
+            extensions.insert(id);
+            extensions.insert(Caller {
+                user_id: Some(caller.user.id),
+                access_key_id: Some(caller.key_id),
+            });
+            extensions.insert(caller);
+            next.run(request).await
+        }
+        Ok(None) => anthropic_error(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid access key",
+        ),
+        Err(error) => {
+            tracing::error!(%error, "access key lookup failed");
+            anthropic_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "api_error",
+                "the access key could not be checked; try again",
+            )
+        }
+    }
+}
+
+/// The path and query Plan sees: the `/ak/{key}` prefix removed, the query (Claude Code's
+/// `?beta=true`) kept.
+fn upstream_path(uri: &Uri) -> String {
+    let rest = split_key(uri.path()).map(|(_, rest)| rest).unwrap_or("/");
+    match uri.query() {
+        Some(query) => format!("{rest}?{query}"),
+        None => rest.to_owned(),
+    }
+}
+
+async fn messages(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(caller): axum::Extension<Authenticated>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response<Body> {
+    state
+        .router
+        .messages(&caller, &upstream_path(&uri), &headers, body)
+        .await
+}
+
+/// Plan only, no usage (counting tokens is free).
+async fn count_tokens(
+    State(state): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response<Body> {
+    match state
+        .router
+        .plan()
+        .send(&upstream_path(&uri), &headers, body)
+        .await
+    {
+        Ok(response) => response.map(Body::new),
+        Err(failure) => anthropic_error(StatusCode::BAD_GATEWAY, "api_error", &failure.to_string()),
+    }
+}
+
+/// Claude Code probes the base URL: answer cheaply.
+async fn probe() -> StatusCode {
+    StatusCode::OK
+}
+
+async fn health() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn not_found() -> Response<Body> {
+    anthropic_error(StatusCode::NOT_FOUND, "not_found_error", "no such route")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_redacted_from_paths() {
+        assert_eq!(
+            redact("/ak/ak_secret123/v1/messages"),
+            "/ak/<redacted>/v1/messages"
+        );
+        assert_eq!(redact("/ak/ak_secret123"), "/ak/<redacted>");
+        assert_eq!(redact("/health"), "/health");
+    }
+
+    #[test]
+    fn upstream_path_keeps_the_query() {
+        let uri: Uri = "/ak/ak_x/v1/messages?beta=true".parse().unwrap();
+        assert_eq!(upstream_path(&uri), "/v1/messages?beta=true");
+        let uri: Uri = "/ak/ak_x/v1/messages/count_tokens".parse().unwrap();
+        assert_eq!(upstream_path(&uri), "/v1/messages/count_tokens");
+    }
+}

@@ -1,0 +1,158 @@
+//! Monthly Bedrock budgets: what is stored, plus what is recorded but not yet written.
+//!
+//! Plan is a fixed subscription; only Bedrock usage counts. The writer keeps the database
+//! off the response path, so the last second of usage may not be stored yet when the next
+//! request is checked: [`PendingSpend`] counts a Bedrock record's cost from the moment it
+//! is recorded until its batch is written ([`SettlingStore`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use usage_layer::pricing::{PriceCatalog, to_micros};
+use usage_layer::sink::{UsageSink, UsageStore};
+use usage_layer::store::BucketType;
+use usage_layer::store::sea_orm::{StoreError, UsageQueries};
+use usage_layer::{Provider, UsageRecord};
+use uuid::Uuid;
+
+use crate::entity::users;
+
+/// Bedrock cost per user that is recorded but not yet in the database.
+#[derive(Debug)]
+pub struct PendingSpend {
+    pricing: Arc<PriceCatalog>,
+    by_user: Mutex<HashMap<Uuid, i64>>,
+}
+
+impl PendingSpend {
+    /// Nothing pending.
+    pub fn new(pricing: Arc<PriceCatalog>) -> Arc<Self> {
+        Arc::new(Self {
+            pricing,
+            by_user: Mutex::default(),
+        })
+    }
+
+    /// The pending micro-USD of a user.
+    pub fn of(&self, user: Uuid) -> i64 {
+        self.lock().get(&user).copied().unwrap_or(0)
+    }
+
+    /// A Bedrock record's user and cost (as the store will price it).
+    fn cost(&self, record: &UsageRecord) -> Option<(Uuid, i64)> {
+        if record.provider != Provider::BEDROCK {
+            return None;
+        }
+        let user = record.caller.user_id?;
+        let price =
+            self.pricing
+                .lookup(&record.provider, record.region.as_deref(), record.model()?)?;
+        Some((user, to_micros(price.cost(&record.usage).total)))
+    }
+
+    fn change(&self, records: &[UsageRecord], sign: i64) {
+        let mut by_user = self.lock();
+        for (user, micros) in records.iter().filter_map(|record| self.cost(record)) {
+            let pending = by_user.entry(user).or_insert(0);
+            *pending += sign * micros;
+            if *pending <= 0 {
+                by_user.remove(&user);
+            }
+        }
+    }
+
+    // A poisoned lock must not make a sink panic (it runs in `Drop`).
+    fn lock(&self) -> MutexGuard<'_, HashMap<Uuid, i64>> {
+        self.by_user
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The sink half: counts each Bedrock record as it is recorded.
+#[derive(Clone, Debug)]
+pub struct PendingSink(pub Arc<PendingSpend>);
+
+impl UsageSink for PendingSink {
+    fn record(&self, record: UsageRecord) {
+        self.0.change(std::slice::from_ref(&record), 1);
+    }
+}
+
+/// The store half: once a batch is written, its records are no longer pending.
+#[derive(Debug)]
+pub struct SettlingStore<S> {
+    inner: S,
+    pending: Arc<PendingSpend>,
+}
+
+impl<S> SettlingStore<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, pending: Arc<PendingSpend>) -> Self {
+        Self { inner, pending }
+    }
+}
+
+impl<S: UsageStore> UsageStore for SettlingStore<S> {
+    type Error = S::Error;
+
+    async fn write_batch(&self, batch: &[UsageRecord]) -> Result<(), S::Error> {
+        self.inner.write_batch(batch).await?;
+        self.pending.change(batch, -1);
+        Ok(())
+    }
+}
+
+/// The answer of a budget check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BudgetCheck {
+    /// Bedrock may be called.
+    Allowed,
+    /// The month's Bedrock spend has reached the limit.
+    Exceeded {
+        /// Spent this month, micro-USD (stored + pending).
+        spent_micros: i64,
+        /// The limit, micro-USD.
+        limit_micros: i64,
+        /// When the month (and the budget) resets.
+        resets_at: DateTime<Utc>,
+    },
+}
+
+/// Checks users' monthly Bedrock budgets.
+#[derive(Clone, Debug)]
+pub struct Budget {
+    queries: UsageQueries,
+    pending: Arc<PendingSpend>,
+}
+
+impl Budget {
+    /// Budgets read from `queries`, plus `pending`.
+    pub fn new(queries: UsageQueries, pending: Arc<PendingSpend>) -> Self {
+        Self { queries, pending }
+    }
+
+    /// Whether `user` may spend more on Bedrock now.
+    pub async fn check(&self, user: &users::Model) -> Result<BudgetCheck, StoreError> {
+        let Some(limit_micros) = user.monthly_budget_micros else {
+            return Ok(BudgetCheck::Allowed);
+        };
+        let now = Utc::now();
+        let stored = self
+            .queries
+            .monthly_total(user.id, &Provider::BEDROCK, now)
+            .await?;
+        let spent_micros = stored.cost_micros + self.pending.of(user.id);
+        if spent_micros < limit_micros {
+            return Ok(BudgetCheck::Allowed);
+        }
+        let buckets = self.queries.buckets();
+        let resets_at = buckets.next(BucketType::Month, buckets.start(BucketType::Month, now));
+        Ok(BudgetCheck::Exceeded {
+            spent_micros,
+            limit_micros,
+            resets_at,
+        })
+    }
+}

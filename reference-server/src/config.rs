@@ -1,0 +1,217 @@
+//! Command line and environment: every flag has a `PROXY_*` variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// A Plan-first, Bedrock-fallback proxy for Claude Code with exact usage metering.
+#[derive(Debug, Parser)]
+#[command(name = "reference-server", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy.
+    Serve(Box<ServeArgs>),
+    /// Manage users.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Manage access keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// See the whole flow locally: stand-ins for both upstreams, no credentials needed.
+    Demo {
+        /// Where the demo's database and secrets go.
+        #[arg(long, default_value = "reference-server-demo")]
+        dir: PathBuf,
+    },
+}
+
+/// `users …`
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user; prints the new user's id as the last line.
+    Create {
+        /// The database and secrets.
+        #[command(flatten)]
+        state: StateArgs,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Monthly Bedrock budget in USD (unlimited when absent).
+        #[arg(long)]
+        monthly_budget_usd: Option<rust_decimal::Decimal>,
+        /// How the user's requests are routed.
+        #[arg(long, value_enum, default_value_t = Routing::PlanFirst)]
+        routing: Routing,
+    },
+}
+
+/// `keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Issue an access key; prints the raw key (shown only this once) as the last line.
+    Create {
+        /// The database and secrets.
+        #[command(flatten)]
+        state: StateArgs,
+        /// The owner's id.
+        #[arg(long)]
+        user: uuid::Uuid,
+        /// A label for the key.
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+/// How a user's requests are routed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Routing {
+    /// Plan first, Bedrock when Plan is rate limited or failing.
+    PlanFirst,
+    /// Bedrock only.
+    BedrockOnly,
+}
+
+impl Routing {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PlanFirst => "plan_first",
+            Self::BedrockOnly => "bedrock_only",
+        }
+    }
+
+    /// From the stored name (unknown names route Plan first).
+    pub fn from_stored(name: &str) -> Self {
+        if name == Self::BedrockOnly.as_str() {
+            Self::BedrockOnly
+        } else {
+            Self::PlanFirst
+        }
+    }
+}
+
+/// Where state lives: the database, and the directory for generated secrets.
+#[derive(Clone, Debug, Args)]
+pub struct StateArgs {
+    /// Database URL: `sqlite://FILE?mode=rwc` or `postgres://…`.
+    #[arg(
+        long,
+        env = "PROXY_DATABASE_URL",
+        default_value = "sqlite://reference-server.db?mode=rwc"
+    )]
+    pub database_url: String,
+    /// The access-key hashing secret; generated and kept in the state directory when absent.
+    #[arg(long, env = "PROXY_KEY_HASHER_SECRET", hide_env_values = true)]
+    pub key_hasher_secret: Option<String>,
+    /// Where generated secrets are kept (files with mode 0600).
+    #[arg(long, env = "PROXY_STATE_DIR", default_value = ".")]
+    pub state_dir: PathBuf,
+}
+
+/// `serve`.
+#[derive(Clone, Debug, Args)]
+pub struct ServeArgs {
+    /// The database and secrets.
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Address to listen on.
+    #[arg(long, env = "PROXY_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// The Anthropic API ("Plan") base URL.
+    #[arg(
+        long,
+        env = "PROXY_PLAN_API_URL",
+        default_value = "https://api.anthropic.com"
+    )]
+    pub plan_api_url: String,
+    /// An API key sent to Plan when the client sends no credentials of its own.
+    #[arg(long, env = "PROXY_PLAN_API_KEY", hide_env_values = true)]
+    pub plan_api_key: Option<String>,
+    /// The admin API token; generated and kept in the state directory when absent.
+    #[arg(long, env = "PROXY_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Bedrock fallback on or off.
+    #[arg(long, env = "PROXY_BEDROCK_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub bedrock_enabled: bool,
+    /// Bedrock's AWS region.
+    #[arg(long, env = "PROXY_BEDROCK_REGION", default_value = "us-east-1")]
+    pub bedrock_region: String,
+    /// A Bedrock Runtime endpoint URL (tests, VPC endpoints).
+    #[arg(long, env = "PROXY_BEDROCK_ENDPOINT_URL")]
+    pub bedrock_endpoint_url: Option<String>,
+    /// A Bedrock API key (bearer token); else the AWS default credential chain.
+    #[arg(long, env = "PROXY_BEDROCK_API_KEY", hide_env_values = true)]
+    pub bedrock_api_key: Option<String>,
+    /// JSON: requested model → Bedrock model id, merged into the defaults.
+    #[arg(long, env = "PROXY_BEDROCK_MODEL_MAPPING")]
+    pub bedrock_model_mapping: Option<String>,
+    /// Price overrides (provider- or region-keyed JSON), merged into the built-in prices.
+    #[arg(long, env = "PROXY_MODEL_PRICING")]
+    pub model_pricing: Option<String>,
+    /// Plan price overrides (model-keyed JSON).
+    #[arg(long, env = "PROXY_PLAN_PRICING")]
+    pub plan_pricing: Option<String>,
+    /// IANA time zone of usage buckets and budget months.
+    #[arg(long, env = "PROXY_USAGE_TIMEZONE", default_value = "UTC")]
+    pub usage_timezone: chrono_tz::Tz,
+    /// First day of a usage week.
+    #[arg(long, env = "PROXY_USAGE_WEEK_START", default_value = "monday")]
+    pub usage_week_start: chrono::Weekday,
+    /// Seconds to connect to Plan.
+    #[arg(
+        long = "plan-connect-timeout",
+        env = "PROXY_PLAN_CONNECT_TIMEOUT",
+        default_value_t = 10
+    )]
+    pub plan_connect_timeout_secs: u64,
+    /// Seconds to wait for Plan's response headers before falling back.
+    #[arg(
+        long = "plan-header-timeout",
+        env = "PROXY_PLAN_HEADER_TIMEOUT",
+        default_value_t = 120
+    )]
+    pub plan_header_timeout_secs: u64,
+    /// The longest Plan cooldown a `retry-after` can set, in seconds.
+    #[arg(
+        long = "max-cooldown",
+        env = "PROXY_MAX_COOLDOWN",
+        default_value_t = 300
+    )]
+    pub max_cooldown_secs: u64,
+    /// The largest request body accepted, in bytes.
+    #[arg(long, env = "PROXY_MAX_REQUEST_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+    /// Seconds between usage writes to the database.
+    #[arg(
+        long = "usage-flush-interval",
+        env = "PROXY_USAGE_FLUSH_INTERVAL",
+        default_value_t = 1
+    )]
+    pub usage_flush_interval_secs: u64,
+}
+
+impl ServeArgs {
+    /// Time to connect to Plan.
+    pub fn plan_connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.plan_connect_timeout_secs)
+    }
+
+    /// Time to Plan's response headers.
+    pub fn plan_header_timeout(&self) -> Duration {
+        Duration::from_secs(self.plan_header_timeout_secs)
+    }
+
+    /// The longest cooldown.
+    pub fn max_cooldown(&self) -> Duration {
+        Duration::from_secs(self.max_cooldown_secs)
+    }
+}

@@ -1,0 +1,205 @@
+//! Access keys: `ak_` + 32 random bytes (base64url), stored only as HMAC-SHA256 with a
+//! server secret, shown once.
+
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::Utc;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use crate::entity::{access_keys, users};
+
+const PREFIX: &str = "ak_";
+/// `ak_` and 32 bytes in unpadded base64url.
+const KEY_LEN: usize = 3 + 43;
+/// What lists show of a key: enough to recognise it, far too little to guess it.
+const SHOWN: usize = 11;
+
+/// A raw access key, as given to its owner once. Its `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RawKey(String);
+
+impl RawKey {
+    /// A new random key.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        Self(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    /// Reads a presented key; `None` if it cannot be a key (checked before any lookup).
+    pub fn parse(text: &str) -> Option<Self> {
+        let body = text.strip_prefix(PREFIX)?;
+        let well_formed = text.len() == KEY_LEN
+            && body
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        well_formed.then(|| Self(text.to_owned()))
+    }
+
+    /// The key itself: show it to its owner once, nowhere else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The first characters, stored to recognise the key in lists.
+    pub fn prefix(&self) -> &str {
+        &self.0[..SHOWN]
+    }
+}
+
+impl fmt::Debug for RawKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RawKey({}…)", self.prefix())
+    }
+}
+
+/// Hashes keys with the server's secret (HMAC-SHA256): a leaked table reveals no key.
+#[derive(Clone)]
+pub struct KeyHasher {
+    secret: Vec<u8>,
+}
+
+impl fmt::Debug for KeyHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyHasher(..)")
+    }
+}
+
+impl KeyHasher {
+    /// A hasher with this secret.
+    pub fn new(secret: impl Into<Vec<u8>>) -> Self {
+        Self {
+            secret: secret.into(),
+        }
+    }
+
+    /// The stored form of a key: lowercase hex of its HMAC.
+    pub fn hash(&self, key: &RawKey) -> String {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length");
+        mac.update(key.0.as_bytes());
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// An authenticated caller: the key and its active owner.
+#[derive(Clone, Debug)]
+pub struct Authenticated {
+    /// The key's id.
+    pub key_id: Uuid,
+    /// The owner.
+    pub user: users::Model,
+}
+
+/// Finds the owner of a presented key.
+#[derive(Clone, Debug)]
+pub struct KeyStore {
+    db: DatabaseConnection,
+    hasher: KeyHasher,
+}
+
+impl KeyStore {
+    /// Keys in `db`, hashed with `hasher`.
+    pub fn new(db: DatabaseConnection, hasher: KeyHasher) -> Self {
+        Self { db, hasher }
+    }
+
+    /// The active key and active user for `presented`, if any.
+    pub async fn authenticate(&self, presented: &str) -> Result<Option<Authenticated>, DbErr> {
+        let Some(key) = RawKey::parse(presented) else {
+            return Ok(None);
+        };
+        let hash = self.hasher.hash(&key);
+        let found = access_keys::Entity::find()
+            .filter(access_keys::Column::KeyHash.eq(hash.as_str()))
+            .find_also_related(users::Entity)
+            .one(&self.db)
+            .await?;
+        Ok(match found {
+            // The lookup matched by hash; compare again in constant time all the same.
+            Some((key, Some(user)))
+                if bool::from(key.key_hash.as_bytes().ct_eq(hash.as_bytes()))
+                    && key.is_active
+                    && user.is_active =>
+            {
+                Some(Authenticated {
+                    key_id: key.id,
+                    user,
+                })
+            }
+            _ => None,
+        })
+    }
+
+    /// Issues a new key for `user_id`; returns its id and the raw key (shown once).
+    pub async fn issue(
+        &self,
+        user_id: Uuid,
+        name: Option<String>,
+    ) -> Result<(Uuid, RawKey), DbErr> {
+        let key = RawKey::generate();
+        let id = Uuid::now_v7();
+        access_keys::Entity::insert(access_keys::ActiveModel {
+            id: Set(id),
+            user_id: Set(user_id),
+            key_hash: Set(self.hasher.hash(&key)),
+            key_prefix: Set(key.prefix().to_owned()),
+            name: Set(name),
+            is_active: Set(true),
+            created_at: Set(Utc::now()),
+            revoked_at: Set(None),
+            last_used_at: Set(None),
+        })
+        .exec(&self.db)
+        .await?;
+        Ok((id, key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_parse_and_hide_in_debug() {
+        let key = RawKey::generate();
+        assert_eq!(key.expose().len(), KEY_LEN);
+        assert_eq!(RawKey::parse(key.expose()), Some(key.clone()));
+        assert!(!format!("{key:?}").contains(&key.expose()[SHOWN..]));
+        assert_ne!(RawKey::generate(), key);
+    }
+
+    #[test]
+    fn malformed_keys_are_refused_before_any_lookup() {
+        for bad in [
+            "",
+            "ak_",
+            "sk-ant-xyz",
+            "ak_../../etc/passwd",
+            &format!("ak_{}", "a".repeat(44)),
+            &format!("ak_{}%", "a".repeat(42)),
+        ] {
+            assert_eq!(RawKey::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn hash_depends_on_the_secret() {
+        let key = RawKey::generate();
+        let one = KeyHasher::new(b"one".to_vec()).hash(&key);
+        assert_eq!(one.len(), 64);
+        assert_ne!(one, KeyHasher::new(b"two".to_vec()).hash(&key));
+        assert_eq!(one, KeyHasher::new(b"one".to_vec()).hash(&key));
+    }
+}

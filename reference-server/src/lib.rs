@@ -1,0 +1,20 @@
+//! The reference proxy: Plan first, Bedrock fallback, access keys, budgets, usage metering.
+//!
+//! * [`app`] — routes, authentication, the usage layer; [`routing`] — Plan first, Bedrock
+//!   fallback, cooldowns; [`plan`] and [`bedrock`] — the upstreams; [`budget`] — monthly
+//!   Bedrock budgets; [`keys`] — access keys; [`server`] — start and graceful stop.
+
+pub mod app;
+pub mod bedrock;
+pub mod budget;
+pub mod config;
+pub mod demo;
+pub mod entity;
+pub mod error;
+pub mod keys;
+pub mod plan;
+pub mod routing;
+pub mod secrets;
+pub mod server;
+pub mod standins;
+pub mod users;

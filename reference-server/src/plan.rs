@@ -1,0 +1,172 @@
+//! The Anthropic API ("Plan") upstream: one pooled HTTPS client, set up once.
+//!
+//! The request body goes out byte-identical; end-to-end headers go through (`x-api-key`,
+//! `authorization`, `anthropic-version`, `anthropic-beta`, …), hop-by-hop ones and
+//! `accept-encoding` do not (the usage layer must see plain SSE). The response comes back
+//! as it is, streamed.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, Uri};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// Why Plan gave no response (so the request may fall back).
+#[derive(Debug, thiserror::Error)]
+pub enum PlanFailure {
+    /// No connection, or it broke before the response headers.
+    #[error("Plan unreachable: {0}")]
+    Connect(String),
+    /// No response headers in time.
+    #[error("Plan sent no response headers within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Headers that describe one connection, not the request: never forwarded.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers, and those the `connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in HOP_BY_HOP.iter().chain(&named) {
+        headers.remove(name);
+    }
+}
+
+/// The Plan client.
+#[derive(Clone, Debug)]
+pub struct PlanClient {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    base: String,
+    api_key: Option<HeaderValue>,
+    header_timeout: Duration,
+}
+
+impl PlanClient {
+    /// A client for `base_url` (e.g. `https://api.anthropic.com`).
+    pub fn new(
+        base_url: &str,
+        api_key: Option<&str>,
+        connect_timeout: Duration,
+        header_timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let base = base_url.trim_end_matches('/').to_owned();
+        base.parse::<Uri>()
+            .map_err(|error| anyhow::anyhow!("PROXY_PLAN_API_URL is not a URL: {error}"))?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(connect_timeout));
+        http.set_nodelay(true);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(https);
+        let api_key = api_key
+            .map(HeaderValue::from_str)
+            .transpose()
+            .map_err(|_| anyhow::anyhow!("PROXY_PLAN_API_KEY is not a valid header value"))?
+            .map(|mut value| {
+                value.set_sensitive(true);
+                value
+            });
+        Ok(Self {
+            client,
+            base,
+            api_key,
+            header_timeout,
+        })
+    }
+
+    /// Sends `body` to `path_and_query` (e.g. `/v1/messages?beta=true`) with the client's
+    /// end-to-end headers; returns Plan's response as it comes, or why there is none.
+    pub async fn send(
+        &self,
+        path_and_query: &str,
+        client_headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Response<Incoming>, PlanFailure> {
+        let mut headers = client_headers.clone();
+        strip_hop_by_hop(&mut headers);
+        for name in [
+            header::HOST,
+            header::CONTENT_LENGTH,
+            header::ACCEPT_ENCODING,
+        ] {
+            headers.remove(name);
+        }
+        let has_credentials =
+            headers.contains_key("x-api-key") || headers.contains_key(header::AUTHORIZATION);
+        if let (false, Some(key)) = (has_credentials, &self.api_key) {
+            headers.insert("x-api-key", key.clone());
+        }
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{}{path_and_query}", self.base))
+            .body(Full::new(body))
+            .map_err(|error| PlanFailure::Connect(error.to_string()))?;
+        *request.headers_mut() = headers;
+        match tokio::time::timeout(self.header_timeout, self.client.request(request)).await {
+            Err(_) => Err(PlanFailure::Timeout(self.header_timeout)),
+            Ok(Err(error)) => Err(PlanFailure::Connect(error.to_string())),
+            Ok(Ok(mut response)) => {
+                strip_hop_by_hop(response.headers_mut());
+                Ok(response)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_the_ones_connection_names_are_removed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("x-secret-hop", HeaderValue::from_static("1"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        headers.insert(
+            "anthropic-beta",
+            HeaderValue::from_static("prompt-caching-2024-07-31"),
+        );
+        headers.insert("x-api-key", HeaderValue::from_static("sk-test"));
+        strip_hop_by_hop(&mut headers);
+        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["anthropic-beta", "x-api-key"]);
+    }
+}

@@ -1,0 +1,166 @@
+//! Starting and stopping the proxy: database, secrets, prices, upstreams, the usage writer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use usage_layer::pricing::PriceCatalog;
+use usage_layer::sink::{BatchWriter, WriterConfig};
+use usage_layer::store::Buckets;
+use usage_layer::store::sea_orm::SeaOrmStore;
+
+use crate::app::{AppState, app};
+use crate::bedrock::{Bedrock, BedrockConfig, ModelMapping};
+use crate::budget::{Budget, PendingSink, PendingSpend, SettlingStore};
+use crate::config::{ServeArgs, StateArgs};
+use crate::keys::{KeyHasher, KeyStore};
+use crate::plan::PlanClient;
+use crate::routing::Router;
+use crate::secrets::load_or_generate;
+
+/// The database (migrated up) and the key hasher.
+pub async fn open_state(state: &StateArgs) -> anyhow::Result<(DatabaseConnection, KeyHasher)> {
+    let mut options = ConnectOptions::new(state.database_url.clone());
+    options.sqlx_logging(false);
+    let db = Database::connect(options)
+        .await
+        .context("connecting to the database (PROXY_DATABASE_URL)")?;
+    Migrator::up(&db, None)
+        .await
+        .context("running migrations")?;
+    let secret = load_or_generate(
+        &state.state_dir,
+        "key-hasher-secret",
+        state.key_hasher_secret.as_deref(),
+        "access-key hashing secret",
+    )?;
+    Ok((db, KeyHasher::new(secret.into_bytes())))
+}
+
+/// A running proxy.
+#[derive(Debug)]
+pub struct Server {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Server {
+    /// Stops taking connections, lets requests finish, writes all recorded usage.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(());
+        self.task.await.context("the server task")?
+    }
+
+    /// Runs until the process is asked to stop (Ctrl-C or SIGTERM), then stops.
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing requests and writing usage");
+        self.stop().await
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Starts the proxy.
+pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
+    let (db, hasher) = open_state(&args.state).await?;
+    // Generated now so it is announced at start; the admin API (a later step) reads it.
+    load_or_generate(
+        &args.state.state_dir,
+        "admin-token",
+        args.admin_token.as_deref(),
+        "admin token",
+    )?;
+    let pricing = Arc::new(
+        PriceCatalog::defaults()
+            .with_overrides(args.model_pricing.as_deref(), args.plan_pricing.as_deref())?,
+    );
+    let buckets = Buckets::new(args.usage_timezone, args.usage_week_start);
+    let store = SeaOrmStore::new(db.clone(), pricing.clone(), buckets);
+    let queries = store.queries();
+    let pending = PendingSpend::new(pricing);
+    let mut writer_config = WriterConfig::default();
+    writer_config.flush_interval = Duration::from_secs(args.usage_flush_interval_secs.max(1));
+    let (writer, writer_handle) =
+        BatchWriter::spawn(SettlingStore::new(store, pending.clone()), writer_config);
+    let sink = (PendingSink(pending.clone()), writer);
+
+    let bedrock = if args.bedrock_enabled {
+        let mapping =
+            ModelMapping::defaults().with_overrides(args.bedrock_model_mapping.as_deref())?;
+        Some(
+            Bedrock::new(BedrockConfig {
+                region: args.bedrock_region.clone(),
+                endpoint_url: args.bedrock_endpoint_url.clone(),
+                api_key: args.bedrock_api_key.clone(),
+                mapping,
+                connect_timeout: args.plan_connect_timeout(),
+                read_timeout: None,
+            })
+            .await?,
+        )
+    } else {
+        None
+    };
+    let plan = PlanClient::new(
+        &args.plan_api_url,
+        args.plan_api_key.as_deref(),
+        args.plan_connect_timeout(),
+        args.plan_header_timeout(),
+    )?;
+    let router = Router::new(
+        plan,
+        bedrock,
+        Budget::new(queries, pending),
+        args.max_cooldown(),
+    );
+    let state = Arc::new(AppState {
+        keys: KeyStore::new(db, hasher),
+        router,
+    });
+
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .with_context(|| format!("binding {}", args.bind))?;
+    let addr = listener.local_addr()?;
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let service = app(state, sink, args.max_request_bytes);
+    let task = tokio::spawn(async move {
+        axum::serve(listener, service)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+            .context("serving")?;
+        // Every response is finished: write what they recorded.
+        let stats = writer_handle.shutdown().await?;
+        tracing::info!(
+            written = stats.written,
+            failed = stats.failed,
+            dropped = stats.dropped,
+            "usage writer stopped"
+        );
+        Ok(())
+    });
+    tracing::info!(%addr, "listening");
+    Ok(Server {
+        addr,
+        shutdown,
+        task,
+    })
+}

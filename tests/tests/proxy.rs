@@ -1,0 +1,421 @@
+//! The reference server end to end: a real client over loopback, the server, a Plan
+//! stand-in and a Bedrock stand-in that the real AWS SDK talks to — and the usage rows the
+//! server wrote to its (SQLite) database.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Parser;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use reference_server::config::{Cli, Command, Routing};
+use reference_server::keys::{KeyHasher, KeyStore};
+use reference_server::server::{Server, open_state, start};
+use reference_server::standins::bedrock::{BedrockStandIn, Reply, stream_reply_for};
+use reference_server::standins::plan::{PlanReply, PlanStandIn};
+use sea_orm::{Database, EntityTrait, QueryOrder};
+use usage_layer::sse::Scanner;
+use usage_layer::store::sea_orm::entity::token_usage;
+use uuid::Uuid;
+
+const STREAM_REQUEST: &str = r#"{"model":"claude-sonnet-4-5-20250929","max_tokens":1024,"stream":true,"messages":[{"role":"user","content":"Hello"}],"metadata":{"user_id":"u-1"},"future_field":{"kept":[1,2,3]}}"#;
+const JSON_REQUEST: &str = r#"{"model":"claude-sonnet-4-5-20250929","max_tokens":64,"messages":[{"role":"user","content":"Hi"}]}"#;
+
+fn fixture(name: &str) -> Bytes {
+    let dir = std::env::var_os("USAGE_FIXTURES_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
+        });
+    Bytes::from(std::fs::read(dir.join("sse/anthropic-sdk-python").join(name)).expect("fixture"))
+}
+
+struct Proxy {
+    server: Option<Server>,
+    plan: PlanStandIn,
+    bedrock: BedrockStandIn,
+    database_url: String,
+    key: String,
+    user: Uuid,
+    _dir: tempfile::TempDir,
+}
+
+struct Setup {
+    routing: Routing,
+    budget_usd: Option<rust_decimal::Decimal>,
+    plan_header_timeout_secs: u64,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            routing: Routing::PlanFirst,
+            budget_usd: None,
+            plan_header_timeout_secs: 5,
+        }
+    }
+}
+
+impl Proxy {
+    async fn start(plan_reply: PlanReply, setup: Setup) -> Self {
+        let plan = PlanStandIn::start(plan_reply).await;
+        let bedrock = BedrockStandIn::start().await;
+        bedrock.respond_with(Reply::Stream(stream_reply_for(
+            "claude-sonnet-4-5",
+            1200,
+            345,
+            "Hello from Bedrock",
+        )));
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("proxy.db").display()
+        );
+        let args = [
+            "reference-server".to_owned(),
+            "serve".to_owned(),
+            format!("--database-url={database_url}"),
+            format!("--state-dir={}", dir.path().display()),
+            "--bind=127.0.0.1:0".to_owned(),
+            format!("--plan-api-url={}", plan.url()),
+            format!("--bedrock-endpoint-url={}", bedrock.endpoint_url()),
+            "--bedrock-region=us-east-1".to_owned(),
+            "--bedrock-api-key=test-bedrock-key".to_owned(),
+            format!("--plan-header-timeout={}", setup.plan_header_timeout_secs),
+            "--usage-flush-interval=1".to_owned(),
+        ];
+        let Command::Serve(serve) = Cli::parse_from(args).command else {
+            unreachable!()
+        };
+        let (db, hasher): (_, KeyHasher) = open_state(&serve.state).await.unwrap();
+        let user =
+            reference_server::users::create(&db, "test user", setup.budget_usd, setup.routing)
+                .await
+                .unwrap();
+        let (_, key) = KeyStore::new(db, hasher).issue(user, None).await.unwrap();
+        let server = start(*serve).await.unwrap();
+        Self {
+            server: Some(server),
+            plan,
+            bedrock,
+            database_url,
+            key: key.expose().to_owned(),
+            user,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!(
+            "http://{}/ak/{}{path}",
+            self.server.as_ref().unwrap().addr,
+            self.key
+        )
+    }
+
+    async fn post(&self, path: &str, body: &'static str) -> (StatusCode, http::HeaderMap, Bytes) {
+        let response = client()
+            .request(
+                Request::post(self.url(path))
+                    .header("content-type", "application/json")
+                    .header("anthropic-version", "2023-06-01")
+                    .header("anthropic-beta", "interleaved-thinking-2025-05-14")
+                    .header("x-api-key", "sk-ant-client-key")
+                    .header("accept-encoding", "gzip")
+                    .body(Full::new(Bytes::from_static(body.as_bytes())))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let (parts, body) = response.into_parts();
+        (
+            parts.status,
+            parts.headers,
+            body.collect().await.unwrap().to_bytes(),
+        )
+    }
+
+    /// Stops the server (writing all usage) and reads the rows.
+    async fn rows(&mut self) -> Vec<token_usage::Model> {
+        self.server.take().unwrap().stop().await.unwrap();
+        let db = Database::connect(&self.database_url).await.unwrap();
+        token_usage::Entity::find()
+            .order_by_asc(token_usage::Column::Id)
+            .all(&db)
+            .await
+            .unwrap()
+    }
+}
+
+fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+fn usage_of(sse: &[u8]) -> usage_layer::anthropic::BodyUsage {
+    let mut scanner = Scanner::new();
+    scanner.feed(sse);
+    scanner.finish()
+}
+
+#[tokio::test]
+async fn plan_stream_is_proxied_faithfully_and_recorded_as_plan() {
+    let stream = fixture("tool_use_response.txt");
+    let mut proxy = Proxy::start(PlanReply::Stream(stream.clone()), Setup::default()).await;
+    let (status, headers, body) = proxy.post("/v1/messages?beta=true", STREAM_REQUEST).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers["request-id"], "req_standin",
+        "upstream headers come back"
+    );
+    assert_eq!(body, stream, "the stream comes back byte for byte");
+
+    let sent = &proxy.plan.requests()[0];
+    assert_eq!(
+        sent.path_and_query, "/v1/messages?beta=true",
+        "the query string is kept"
+    );
+    assert_eq!(
+        sent.body,
+        STREAM_REQUEST.as_bytes(),
+        "the body goes out byte-identical"
+    );
+    assert_eq!(sent.headers["anthropic-version"], "2023-06-01");
+    assert_eq!(
+        sent.headers["anthropic-beta"],
+        "interleaved-thinking-2025-05-14"
+    );
+    assert_eq!(sent.headers["x-api-key"], "sk-ant-client-key");
+    assert!(
+        !sent.headers.contains_key("accept-encoding"),
+        "the layer must see plain SSE"
+    );
+    assert!(proxy.bedrock.requests().is_empty());
+
+    let rows = proxy.rows().await;
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row.provider, "plan");
+    assert_eq!((row.input_tokens, row.output_tokens), (377, 65));
+    assert_eq!(row.user_id, Some(proxy.user));
+    assert_eq!(
+        row.requested_model.as_deref(),
+        Some("claude-sonnet-4-5-20250929")
+    );
+    assert_eq!(
+        row.served_model.as_deref(),
+        Some("claude-sonnet-4-20250514")
+    );
+    assert_eq!(row.pricing_region.as_deref(), Some("global"));
+    assert_eq!(row.outcome, "completed");
+    assert!(row.streaming);
+    assert_eq!(row.fallback_from, None);
+}
+
+#[tokio::test]
+async fn plan_429_falls_back_to_bedrock_then_the_key_cools_down() {
+    let mut proxy = Proxy::start(PlanReply::rate_limited(30), Setup::default()).await;
+    let (status, headers, body) = proxy.post("/v1/messages", STREAM_REQUEST).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers["content-type"], "text/event-stream");
+    let seen = usage_of(&body);
+    assert_eq!(
+        seen.usage.input_tokens,
+        Some(1200),
+        "a valid Anthropic stream"
+    );
+    assert_eq!(seen.usage.output_tokens, Some(345));
+    assert!(seen.complete);
+
+    // The next request skips Plan: the key is cooling down.
+    let (status, _, _) = proxy.post("/v1/messages", STREAM_REQUEST).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        proxy.plan.requests().len(),
+        1,
+        "Plan was skipped during the cooldown"
+    );
+    assert_eq!(proxy.bedrock.requests().len(), 2);
+    let sent = &proxy.bedrock.requests()[0];
+    assert!(
+        sent.path
+            .contains("us.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+        "{}",
+        sent.path
+    );
+    let sent: serde_json::Value = serde_json::from_slice(&sent.body).unwrap();
+    assert_eq!(sent["anthropic_version"], "bedrock-2023-05-31");
+    assert_eq!(sent["future_field"], serde_json::json!({"kept": [1, 2, 3]}));
+    assert!(sent.get("model").is_none() && sent.get("stream").is_none());
+
+    let rows = proxy.rows().await;
+    assert_eq!(rows.len(), 2);
+    for (row, reason) in rows.iter().zip(["rate_limited", "cooldown"]) {
+        assert_eq!(row.provider, "bedrock");
+        assert_eq!(row.fallback_from.as_deref(), Some("plan"));
+        assert_eq!(row.fallback_reason.as_deref(), Some(reason));
+        assert_eq!((row.input_tokens, row.output_tokens), (1200, 345));
+        assert_eq!(row.region.as_deref(), Some("us-east-1"));
+        assert_eq!(row.outcome, "completed");
+    }
+}
+
+#[tokio::test]
+async fn plan_client_errors_pass_through_untouched() {
+    let error = PlanReply::error(400, "invalid_request_error", "max_tokens: Field required");
+    let mut proxy = Proxy::start(error, Setup::default()).await;
+    let (status, _, body) = proxy.post("/v1/messages", JSON_REQUEST).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"]["message"], "max_tokens: Field required");
+    assert!(
+        proxy.bedrock.requests().is_empty(),
+        "a 4xx never falls back"
+    );
+    let rows = proxy.rows().await;
+    assert_eq!(rows[0].provider, "plan");
+    assert_eq!(rows[0].status_code, Some(400));
+    assert_eq!(rows[0].outcome, "error_response");
+    assert_eq!(rows[0].error_type.as_deref(), Some("invalid_request_error"));
+}
+
+#[tokio::test]
+async fn plan_overload_errors_and_timeouts_fall_back_with_their_reason() {
+    for (reply, reason) in [
+        (
+            PlanReply::error(529, "overloaded_error", "Overloaded"),
+            "overloaded",
+        ),
+        (
+            PlanReply::error(500, "api_error", "Internal"),
+            "server_error",
+        ),
+        (PlanReply::Hang, "timeout"),
+    ] {
+        let setup = Setup {
+            plan_header_timeout_secs: 1,
+            ..Setup::default()
+        };
+        let mut proxy = Proxy::start(reply, setup).await;
+        proxy.bedrock.respond_with(Reply::Message(serde_json::json!({
+            "id": "msg_bdrk", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5-20250929",
+            "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+            "usage": {"input_tokens": 21, "output_tokens": 4}
+        })));
+        let (status, _, body) = proxy.post("/v1/messages", JSON_REQUEST).await;
+        assert_eq!(status, StatusCode::OK, "{reason}");
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["usage"]["input_tokens"], 21);
+        let rows = proxy.rows().await;
+        assert_eq!(rows[0].provider, "bedrock", "{reason}");
+        assert_eq!(rows[0].fallback_reason.as_deref(), Some(reason));
+        assert!(!rows[0].streaming);
+    }
+}
+
+#[tokio::test]
+async fn bedrock_only_users_skip_plan_and_a_spent_budget_stops_bedrock() {
+    let setup = Setup {
+        routing: Routing::BedrockOnly,
+        budget_usd: Some(rust_decimal::Decimal::new(1, 2)),
+        ..Setup::default()
+    };
+    let mut proxy = Proxy::start(PlanReply::error(500, "api_error", "unused"), setup).await;
+    let (status, _, _) = proxy.post("/v1/messages", STREAM_REQUEST).await;
+    assert_eq!(status, StatusCode::OK);
+    // 1,200 in + 345 out of Sonnet 4.5 is about $0.0088: the next one still fits...
+    let (status, _, _) = proxy.post("/v1/messages", STREAM_REQUEST).await;
+    assert_eq!(status, StatusCode::OK);
+    // ...and now $0.0176 > $0.01: refused before Bedrock is called (pending usage counts).
+    let (status, _, body) = proxy.post("/v1/messages", STREAM_REQUEST).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("budget") && message.contains("0.01"),
+        "{message}"
+    );
+    assert!(
+        proxy.plan.requests().is_empty(),
+        "bedrock_only never calls Plan"
+    );
+    assert_eq!(
+        proxy.bedrock.requests().len(),
+        2,
+        "Bedrock is not called over budget"
+    );
+    let rows = proxy.rows().await;
+    assert_eq!(rows.len(), 3, "the refusal is recorded too");
+    assert_eq!(rows[2].status_code, Some(429));
+    assert!(rows.iter().all(|row| row.provider == "bedrock"));
+}
+
+#[tokio::test]
+async fn client_disconnect_mid_stream_is_recorded_once() {
+    let mut long = fixture("tool_use_response.txt").to_vec();
+    // Many more events before the end, so the client can leave in the middle.
+    let delta = b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\" more\"}}\n\n";
+    let at = long.windows(9).position(|w| w == b"event: pi").unwrap();
+    for _ in 0..500 {
+        long.splice(at..at, delta.iter().copied());
+    }
+    let mut proxy = Proxy::start(PlanReply::Stream(Bytes::from(long)), Setup::default()).await;
+    let response = client()
+        .request(
+            Request::post(proxy.url("/v1/messages"))
+                .body(Full::new(Bytes::from_static(STREAM_REQUEST.as_bytes())))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert!(
+        first
+            .into_data()
+            .unwrap()
+            .starts_with(b"event: message_start")
+    );
+    drop(body);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rows = proxy.rows().await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].outcome, "client_disconnected");
+    assert_eq!(rows[0].input_tokens, 377, "the input tokens were billed");
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_keys_are_refused() {
+    let mut proxy = Proxy::start(
+        PlanReply::Json(200, serde_json::json!({})),
+        Setup::default(),
+    )
+    .await;
+    let addr = proxy.server.as_ref().unwrap().addr;
+    for key in [
+        "ak_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "nope",
+        "ak_%2e%2e",
+    ] {
+        let response = client()
+            .request(
+                Request::post(format!("http://{addr}/ak/{key}/v1/messages"))
+                    .body(Full::new(Bytes::from_static(JSON_REQUEST.as_bytes())))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{key}");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["type"], "authentication_error");
+    }
+    assert!(proxy.plan.requests().is_empty());
+    assert!(
+        proxy.rows().await.is_empty(),
+        "refused requests are not usage"
+    );
+}

@@ -72,6 +72,9 @@ step "example: sse-usage on the fixtures"
 cargo run --locked -q -p usage-layer --example sse-usage -- \
   --chunk-size 7 "$fixtures"/sse/anthropic-sdk-python/*.txt
 
+step "main job: reference-server demo"
+cargo run --locked -q -p reference-server -- demo --dir "$(mktemp -d)"
+
 step "migration CLI: up, status, down, up, fresh (SQLite$( [ -n "${TEST_DATABASE_URL:-}" ] && echo ' and Postgres'))"
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT

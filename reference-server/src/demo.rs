@@ -117,7 +117,9 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         "{:<8} {:<30} {:>7} {:>7} {:>10} {:<10} fallback",
         "provider", "model", "input", "output", "cost $", "outcome"
     )?;
+    // This run's user only: the directory may hold earlier runs.
     let rows = token_usage::Entity::find()
+        .filter(token_usage::Column::UserId.eq(user))
         .order_by_asc(token_usage::Column::Id)
         .all(&db)
         .await?;

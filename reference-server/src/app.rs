@@ -14,6 +14,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId as TowerRequestId, SetRequestIdLayer,
 };
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use usage_layer::sink::UsageSink;
 use usage_layer::{Caller, RequestId, UsageLayer};
@@ -23,6 +24,15 @@ use crate::error::anthropic_error;
 const X_REQUEST_ID: &str = "x-request-id";
 use crate::keys::{Authenticated, KeyStore};
 use crate::routing::Router;
+
+/// Bounds on a request.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// The largest body accepted (413 before reading more).
+    pub max_request_bytes: usize,
+    /// Time to the response headers (504 after it).
+    pub response_timeout: std::time::Duration,
+}
 
 /// What the handlers share.
 #[derive(Debug)]
@@ -51,7 +61,7 @@ fn split_key(path: &str) -> Option<(&str, &str)> {
 }
 
 /// The application, with `sink` receiving a usage record per Messages request.
-pub fn app<K>(state: Arc<AppState>, sink: K, max_request_bytes: usize) -> Routes
+pub fn app<K>(state: Arc<AppState>, sink: K, limits: Limits) -> Routes
 where
     K: UsageSink + Clone + Send + Sync + 'static,
 {
@@ -71,7 +81,9 @@ where
         .with_state(state)
         // One limit, enforced before the body is read (413), instead of axum's default.
         .layer(DefaultBodyLimit::disable())
-        .layer(RequestBodyLimitLayer::new(max_request_bytes))
+        .layer(RequestBodyLimitLayer::new(limits.max_request_bytes))
+        // Up to the response headers only: a stream, once started, is never cut.
+        .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, limits.response_timeout))
         .layer(CatchPanicLayer::new())
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(

@@ -180,6 +180,13 @@ pub struct ServeArgs {
         default_value_t = 120
     )]
     pub plan_header_timeout_secs: u64,
+    /// Seconds to the response headers (Plan, then Bedrock) before the client gets a 504.
+    #[arg(
+        long = "response-timeout",
+        env = "PROXY_RESPONSE_TIMEOUT",
+        default_value_t = 300
+    )]
+    pub response_timeout_secs: u64,
     /// The longest Plan cooldown a `retry-after` can set, in seconds.
     #[arg(
         long = "max-cooldown",
@@ -208,6 +215,11 @@ impl ServeArgs {
     /// Time to Plan's response headers.
     pub fn plan_header_timeout(&self) -> Duration {
         Duration::from_secs(self.plan_header_timeout_secs)
+    }
+
+    /// Time to the response headers.
+    pub fn response_timeout(&self) -> Duration {
+        Duration::from_secs(self.response_timeout_secs)
     }
 
     /// The longest cooldown.

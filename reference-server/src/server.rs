@@ -14,7 +14,7 @@ use usage_layer::sink::{BatchWriter, WriterConfig};
 use usage_layer::store::Buckets;
 use usage_layer::store::sea_orm::SeaOrmStore;
 
-use crate::app::{AppState, app};
+use crate::app::{AppState, Limits, app};
 use crate::bedrock::{Bedrock, BedrockConfig, ModelMapping};
 use crate::budget::{Budget, PendingSink, PendingSpend, SettlingStore};
 use crate::config::{ServeArgs, StateArgs};
@@ -139,7 +139,11 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         .with_context(|| format!("binding {}", args.bind))?;
     let addr = listener.local_addr()?;
     let (shutdown, stopped) = oneshot::channel::<()>();
-    let service = app(state, sink, args.max_request_bytes);
+    let limits = Limits {
+        max_request_bytes: args.max_request_bytes,
+        response_timeout: args.response_timeout(),
+    };
+    let service = app(state, sink, limits);
     let task = tokio::spawn(async move {
         axum::serve(listener, service)
             .with_graceful_shutdown(async {

@@ -44,6 +44,7 @@ struct Proxy {
 }
 
 struct Setup {
+    max_request_bytes: usize,
     routing: Routing,
     budget_usd: Option<rust_decimal::Decimal>,
     plan_header_timeout_secs: u64,
@@ -52,6 +53,7 @@ struct Setup {
 impl Default for Setup {
     fn default() -> Self {
         Self {
+            max_request_bytes: 1 << 20,
             routing: Routing::PlanFirst,
             budget_usd: None,
             plan_header_timeout_secs: 5,
@@ -86,6 +88,7 @@ impl Proxy {
             "--bedrock-api-key=test-bedrock-key".to_owned(),
             format!("--plan-header-timeout={}", setup.plan_header_timeout_secs),
             "--usage-flush-interval=1".to_owned(),
+            format!("--max-request-bytes={}", setup.max_request_bytes),
         ];
         let Command::Serve(serve) = Cli::parse_from(args).command else {
             unreachable!()
@@ -417,4 +420,95 @@ async fn unknown_and_malformed_keys_are_refused() {
         proxy.rows().await.is_empty(),
         "refused requests are not usage"
     );
+}
+
+#[tokio::test]
+async fn plan_json_answers_are_recorded_with_their_usage() {
+    let message = serde_json::json!({
+        "id": "msg_plan", "type": "message", "role": "assistant", "model": "claude-haiku-4-5-20251001",
+        "content": [{"type": "text", "text": "Hi"}], "stop_reason": "end_turn",
+        "usage": {"input_tokens": 40, "output_tokens": 9, "cache_read_input_tokens": 1000, "cache_creation_input_tokens": 0}
+    });
+    let mut proxy = Proxy::start(PlanReply::Json(200, message.clone()), Setup::default()).await;
+    let (status, _, body) = proxy.post("/v1/messages", JSON_REQUEST).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+        message
+    );
+    let rows = proxy.rows().await;
+    assert_eq!(rows[0].provider, "plan");
+    assert_eq!(
+        (
+            rows[0].input_tokens,
+            rows[0].output_tokens,
+            rows[0].cache_read_input_tokens
+        ),
+        (40, 9, 1000)
+    );
+    assert_eq!(
+        rows[0].pricing_model_id.as_deref(),
+        Some("claude-haiku-4-5")
+    );
+    assert!(!rows[0].streaming);
+}
+
+#[tokio::test]
+async fn plan_stream_cut_or_failing_mid_way_is_recorded_with_its_outcome() {
+    let stream = fixture("basic_response.txt");
+    let marker = b"event: content_block_stop";
+    let cut = stream
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .unwrap();
+    let error = b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+    let with_error = Bytes::from([&stream[..cut], &error[..]].concat());
+    for (reply, outcome) in [
+        (PlanReply::ResetAfter(stream.slice(..cut)), "upstream_error"),
+        (PlanReply::Stream(with_error), "stream_error"),
+    ] {
+        let mut proxy = Proxy::start(reply, Setup::default()).await;
+        let response = client()
+            .request(
+                Request::post(proxy.url("/v1/messages"))
+                    .body(Full::new(Bytes::from_static(STREAM_REQUEST.as_bytes())))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "the stream had started: no fallback"
+        );
+        let _ = response.into_body().collect().await; // an error for the reset one
+        let rows = proxy.rows().await;
+        assert_eq!(rows.len(), 1, "{outcome}");
+        assert_eq!(rows[0].outcome, outcome);
+        assert_eq!(
+            rows[0].input_tokens, 11,
+            "{outcome}: the input tokens were billed"
+        );
+        assert!(proxy.bedrock.requests().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_before_they_are_read() {
+    let setup = Setup {
+        max_request_bytes: 1024,
+        ..Setup::default()
+    };
+    let mut proxy = Proxy::start(PlanReply::Json(200, serde_json::json!({})), setup).await;
+    let big: &'static str = Box::leak(
+        format!(
+            r#"{{"model":"claude-sonnet-4-5","x":"{}"}}"#,
+            "a".repeat(4096)
+        )
+        .into_boxed_str(),
+    );
+    let (status, _, _) = proxy.post("/v1/messages", big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(proxy.plan.requests().is_empty());
+    assert!(proxy.rows().await.is_empty());
 }

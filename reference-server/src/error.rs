@@ -3,15 +3,20 @@
 use axum::body::Body;
 use http::{Response, StatusCode, header};
 
-/// `{"type":"error","error":{"type":…,"message":…}}` with `status`.
-pub fn anthropic_error(status: StatusCode, error_type: &str, message: &str) -> Response<Body> {
-    let body = serde_json::json!({
+/// The body `{"type":"error","error":{"type":…,"message":…}}`.
+pub fn error_body(error_type: &str, message: &str) -> String {
+    serde_json::json!({
         "type": "error",
         "error": { "type": error_type, "message": message },
-    });
+    })
+    .to_string()
+}
+
+/// An error response of the Anthropic API's shape, with `status`.
+pub fn anthropic_error(status: StatusCode, error_type: &str, message: &str) -> Response<Body> {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body.to_string()))
-        .expect("a static status and header make a valid response")
+        .body(Body::from(error_body(error_type, message)))
+        .expect("a valid status and a static header make a valid response")
 }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{Response, StatusCode};
 
 use super::stream::sse_event;
-use super::{JSON, respond};
+use crate::error::{anthropic_error, error_body};
 
 /// The HTTP status and the Anthropic error type of an answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,18 +58,9 @@ impl Fault {
     }
 }
 
-/// An Anthropic error body: `{"type":"error","error":{"type":…,"message":…}}`.
-fn error_json(error_type: &str, message: &str) -> String {
-    serde_json::json!({
-        "type": "error",
-        "error": { "type": error_type, "message": message },
-    })
-    .to_string()
-}
-
 /// The error response for `fault`, saying `message`.
 pub(super) fn error_response(fault: Fault, message: &str) -> Response<Body> {
-    respond(fault.status, JSON, error_json(fault.error_type, message))
+    anthropic_error(fault.status, fault.error_type, message)
 }
 
 /// The code of an error inside a stream.
@@ -156,7 +147,7 @@ impl Failure {
 
     /// The failure as the `error` event that ends a stream.
     pub(super) fn sse_event(&self) -> Bytes {
-        sse_event(error_json(self.fault.error_type, &self.message).as_bytes())
+        sse_event(error_body(self.fault.error_type, &self.message).as_bytes())
     }
 }
 
@@ -278,7 +269,7 @@ mod tests {
     #[test]
     fn error_bodies_have_the_anthropic_shape() {
         let body: Value =
-            serde_json::from_str(&error_json("rate_limit_error", "slow down")).unwrap();
+            serde_json::from_str(&error_body("rate_limit_error", "slow down")).unwrap();
         assert_eq!(
             body,
             json!({"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}})

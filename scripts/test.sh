@@ -72,8 +72,16 @@ step "example: sse-usage on the fixtures"
 cargo run --locked -q -p usage-layer --example sse-usage -- \
   --chunk-size 7 "$fixtures"/sse/anthropic-sdk-python/*.txt
 
-step "main job: reference-server demo"
+step "main job: reference-server demo; users and keys CLI"
 cargo run --locked -q -p reference-server -- demo --dir "$(mktemp -d)"
+cli_state=$(mktemp -d)
+cli() { cargo run --locked -q -p reference-server -- "$@" --database-url "sqlite://$cli_state/cli.db?mode=rwc" --state-dir "$cli_state"; }
+user_id=$(cli users create --name "ci user" --monthly-budget-usd 12.5 --routing bedrock-only | tail -n 1)
+[[ $user_id =~ ^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$ ]] || { echo "users create printed: $user_id" >&2; exit 1; }
+key=$(cli keys create --user "$user_id" --name ci | tail -n 1)
+[[ $key =~ ^ak_[A-Za-z0-9_-]{43}$ ]] || { echo "keys create did not print a key last" >&2; exit 1; }
+[ "$(stat -c %a "$cli_state/key-hasher-secret")" = 600 ] || { echo "the generated secret is not mode 0600" >&2; exit 1; }
+echo "users create / keys create: ok (user $user_id, key ${key:0:11}…)"
 
 step "migration CLI: up, status, down, up, fresh (SQLite$( [ -n "${TEST_DATABASE_URL:-}" ] && echo ' and Postgres'))"
 scratch=$(mktemp -d)

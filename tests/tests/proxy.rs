@@ -512,3 +512,113 @@ async fn oversized_bodies_are_refused_before_they_are_read() {
     assert!(proxy.plan.requests().is_empty());
     assert!(proxy.rows().await.is_empty());
 }
+
+#[tokio::test]
+async fn count_tokens_goes_to_plan_only_and_probes_are_cheap() {
+    let mut proxy = Proxy::start(
+        PlanReply::Json(200, serde_json::json!({"input_tokens": 12})),
+        Setup::default(),
+    )
+    .await;
+    let (status, _, body) = proxy
+        .post("/v1/messages/count_tokens?beta=true", JSON_REQUEST)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["input_tokens"],
+        12
+    );
+    assert_eq!(
+        proxy.plan.requests()[0].path_and_query,
+        "/v1/messages/count_tokens?beta=true"
+    );
+
+    let addr = proxy.server.as_ref().unwrap().addr;
+    for (method, path) in [
+        ("HEAD", "/".to_owned()),
+        ("GET", "/".to_owned()),
+        ("HEAD", format!("/ak/{}", proxy.key)),
+        ("GET", "/health".to_owned()),
+    ] {
+        let response = client()
+            .request(
+                Request::builder()
+                    .method(method)
+                    .uri(format!("http://{addr}{path}"))
+                    .body(Full::default())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{method} {path}");
+    }
+    assert_eq!(proxy.plan.requests().len(), 1, "probes never reach Plan");
+    assert!(
+        proxy.rows().await.is_empty(),
+        "counting tokens is not usage"
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_key_is_refused() {
+    use reference_server::entity::access_keys;
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, QueryFilter};
+    let mut proxy = Proxy::start(
+        PlanReply::Json(200, serde_json::json!({})),
+        Setup::default(),
+    )
+    .await;
+    let db = Database::connect(&proxy.database_url).await.unwrap();
+    let key = access_keys::Entity::find()
+        .filter(access_keys::Column::UserId.eq(proxy.user))
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut revoked: access_keys::ActiveModel = key.into();
+    revoked.is_active = Set(false);
+    revoked.update(&db).await.unwrap();
+    let (status, _, _) = proxy.post("/v1/messages", JSON_REQUEST).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(proxy.rows().await.is_empty());
+}
+
+/// Stopping the server lets a stream in flight finish, and writes its usage.
+#[tokio::test]
+async fn graceful_shutdown_finishes_streams_and_writes_their_usage() {
+    let mut long = fixture("basic_response.txt").to_vec();
+    let delta = b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\" more\"}}\n\n";
+    let marker = b"event: content_block_stop";
+    let at = long
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .unwrap();
+    for _ in 0..200 {
+        long.splice(at..at, delta.iter().copied());
+    }
+    let mut proxy = Proxy::start(
+        PlanReply::Stream(Bytes::from(long.clone())),
+        Setup::default(),
+    )
+    .await;
+    let response = client()
+        .request(
+            Request::post(proxy.url("/v1/messages"))
+                .body(Full::new(Bytes::from_static(STREAM_REQUEST.as_bytes())))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let reading =
+        tokio::spawn(async move { response.into_body().collect().await.unwrap().to_bytes() });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let rows = proxy.rows().await; // stops the server while the stream is still going
+    assert_eq!(
+        reading.await.unwrap(),
+        long,
+        "the client got the whole stream"
+    );
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].outcome, "completed");
+    assert_eq!((rows[0].input_tokens, rows[0].output_tokens), (11, 6));
+}

@@ -6,6 +6,31 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// A secret from the command line or environment; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Ok(Self(value.to_owned()))
+    }
+}
+
 /// A Plan-first, Bedrock-fallback proxy for Claude Code with exact usage metering.
 #[derive(Debug, Parser)]
 #[command(name = "reference-server", version, about)]
@@ -111,7 +136,7 @@ pub struct StateArgs {
     pub database_url: String,
     /// The access-key hashing secret; generated and kept in the state directory when absent.
     #[arg(long, env = "PROXY_KEY_HASHER_SECRET", hide_env_values = true)]
-    pub key_hasher_secret: Option<String>,
+    pub key_hasher_secret: Option<Secret>,
     /// Where generated secrets are kept (files with mode 0600).
     #[arg(long, env = "PROXY_STATE_DIR", default_value = ".")]
     pub state_dir: PathBuf,
@@ -135,10 +160,10 @@ pub struct ServeArgs {
     pub plan_api_url: String,
     /// An API key sent to Plan when the client sends no credentials of its own.
     #[arg(long, env = "PROXY_PLAN_API_KEY", hide_env_values = true)]
-    pub plan_api_key: Option<String>,
+    pub plan_api_key: Option<Secret>,
     /// The admin API token; generated and kept in the state directory when absent.
     #[arg(long, env = "PROXY_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
     /// Bedrock fallback on or off.
     #[arg(long, env = "PROXY_BEDROCK_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     pub bedrock_enabled: bool,
@@ -150,7 +175,7 @@ pub struct ServeArgs {
     pub bedrock_endpoint_url: Option<String>,
     /// A Bedrock API key (bearer token); else the AWS default credential chain.
     #[arg(long, env = "PROXY_BEDROCK_API_KEY", hide_env_values = true)]
-    pub bedrock_api_key: Option<String>,
+    pub bedrock_api_key: Option<Secret>,
     /// JSON: requested model → Bedrock model id, merged into the defaults.
     #[arg(long, env = "PROXY_BEDROCK_MODEL_MAPPING")]
     pub bedrock_model_mapping: Option<String>,
@@ -225,5 +250,30 @@ impl ServeArgs {
     /// The longest cooldown.
     pub fn max_cooldown(&self) -> Duration {
         Duration::from_secs(self.max_cooldown_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let cli = Cli::parse_from([
+            "reference-server",
+            "serve",
+            "--key-hasher-secret=hasher-s3cret",
+            "--plan-api-key=sk-ant-s3cret",
+            "--admin-token=admin-s3cret",
+            "--bedrock-api-key=bedrock-s3cret",
+        ]);
+        let shown = format!("{cli:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        let Command::Serve(args) = cli.command else {
+            unreachable!()
+        };
+        assert_eq!(args.plan_api_key.unwrap().expose(), "sk-ant-s3cret");
     }
 }

@@ -17,7 +17,7 @@ use usage_layer::store::sea_orm::SeaOrmStore;
 use crate::app::{AppState, Limits, app};
 use crate::bedrock::{Bedrock, BedrockConfig, ModelMapping};
 use crate::budget::{Budget, PendingSink, PendingSpend, SettlingStore};
-use crate::config::{ServeArgs, StateArgs};
+use crate::config::{Secret, ServeArgs, StateArgs};
 use crate::keys::{KeyHasher, KeyStore};
 use crate::plan::PlanClient;
 use crate::routing::Router;
@@ -36,7 +36,7 @@ pub async fn open_state(state: &StateArgs) -> anyhow::Result<(DatabaseConnection
     let secret = load_or_generate(
         &state.state_dir,
         "key-hasher-secret",
-        state.key_hasher_secret.as_deref(),
+        state.key_hasher_secret.as_ref().map(Secret::expose),
         "access-key hashing secret",
     )?;
     Ok((db, KeyHasher::new(secret.into_bytes())))
@@ -83,7 +83,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
     load_or_generate(
         &args.state.state_dir,
         "admin-token",
-        args.admin_token.as_deref(),
+        args.admin_token.as_ref().map(Secret::expose),
         "admin token",
     )?;
     let pricing = Arc::new(
@@ -107,7 +107,10 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
             Bedrock::new(BedrockConfig {
                 region: args.bedrock_region.clone(),
                 endpoint_url: args.bedrock_endpoint_url.clone(),
-                api_key: args.bedrock_api_key.clone(),
+                api_key: args
+                    .bedrock_api_key
+                    .as_ref()
+                    .map(|key| key.expose().to_owned()),
                 mapping,
                 connect_timeout: args.plan_connect_timeout(),
                 read_timeout: None,
@@ -119,7 +122,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
     };
     let plan = PlanClient::new(
         &args.plan_api_url,
-        args.plan_api_key.as_deref(),
+        args.plan_api_key.as_ref().map(Secret::expose),
         args.plan_connect_timeout(),
         args.plan_header_timeout(),
     )?;

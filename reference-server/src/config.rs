@@ -176,6 +176,10 @@ pub struct ServeArgs {
     /// A Bedrock API key (bearer token); else the AWS default credential chain.
     #[arg(long, env = "PROXY_BEDROCK_API_KEY", hide_env_values = true)]
     pub bedrock_api_key: Option<Secret>,
+    /// The `anthropic-beta` values passed to Bedrock (comma-separated; others are dropped,
+    /// since Bedrock refuses them). Default: the betas the AWS documentation lists.
+    #[arg(long, env = "PROXY_BEDROCK_BETAS", value_delimiter = ',')]
+    pub bedrock_betas: Option<Vec<String>>,
     /// JSON: requested model → Bedrock model id, merged into the defaults.
     #[arg(long, env = "PROXY_BEDROCK_MODEL_MAPPING")]
     pub bedrock_model_mapping: Option<String>,

@@ -15,7 +15,7 @@ use usage_layer::store::Buckets;
 use usage_layer::store::sea_orm::SeaOrmStore;
 
 use crate::app::{AppState, Limits, app};
-use crate::bedrock::{Bedrock, BedrockConfig, ModelMapping};
+use crate::bedrock::{BEDROCK_BETAS, Bedrock, BedrockConfig, ModelMapping};
 use crate::budget::{Budget, PendingSink, PendingSpend, SettlingStore};
 use crate::config::{Secret, ServeArgs, StateArgs};
 use crate::keys::{KeyHasher, KeyStore};
@@ -114,6 +114,12 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
                 mapping,
                 connect_timeout: args.plan_connect_timeout(),
                 read_timeout: None,
+                betas: args.bedrock_betas.clone().unwrap_or_else(|| {
+                    BEDROCK_BETAS
+                        .iter()
+                        .map(|beta| (*beta).to_owned())
+                        .collect()
+                }),
             })
             .await?,
         )

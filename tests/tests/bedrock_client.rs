@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
-use reference_server::bedrock::{Bedrock, BedrockConfig, ModelMapping};
+use reference_server::bedrock::{BEDROCK_BETAS, Bedrock, BedrockConfig, ModelMapping};
 use reference_server::standins::bedrock::{
     BedrockStandIn, RecordedRequest, Reply, events_from_sse, stream_reply_for,
 };
@@ -34,6 +34,10 @@ async fn bedrock(endpoint_url: String, api_key: Option<&str>) -> Bedrock {
         mapping: ModelMapping::defaults(),
         connect_timeout: Duration::from_secs(2),
         read_timeout: Some(Duration::from_secs(10)),
+        betas: BEDROCK_BETAS
+            .iter()
+            .map(|beta| (*beta).to_owned())
+            .collect(),
     })
     .await
     .expect("a valid Bedrock configuration")

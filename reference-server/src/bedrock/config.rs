@@ -22,7 +22,27 @@ pub struct BedrockConfig {
     pub connect_timeout: Duration,
     /// How long to wait for Bedrock's response headers (for `InvokeModel`, the whole answer); `None` = no limit.
     pub read_timeout: Option<Duration>,
+    /// The `anthropic-beta` values passed on; Bedrock answers any other with
+    /// "invalid beta flag", so they are dropped (default: [`BEDROCK_BETAS`]).
+    pub betas: Vec<String>,
 }
+
+/// The beta values Bedrock's Anthropic models accept, per the AWS documentation (late
+/// 2025). Claude Code also sends ones Bedrock refuses (`claude-code-…`, `oauth-…`,
+/// `mcp-servers-…`): those must not reach it.
+pub const BEDROCK_BETAS: [&str; 11] = [
+    "computer-use-2024-10-22",
+    "computer-use-2025-01-24",
+    "token-efficient-tools-2025-02-19",
+    "interleaved-thinking-2025-05-14",
+    "output-128k-2025-02-19",
+    "dev-full-thinking-2025-05-14",
+    "context-1m-2025-08-07",
+    "context-management-2025-06-27",
+    "effort-2025-11-24",
+    "tool-search-tool-2025-10-19",
+    "tool-examples-2025-10-29",
+];
 
 // By hand, so that the API key never reaches a log line.
 impl fmt::Debug for BedrockConfig {
@@ -34,6 +54,7 @@ impl fmt::Debug for BedrockConfig {
             .field("mapping", &self.mapping)
             .field("connect_timeout", &self.connect_timeout)
             .field("read_timeout", &self.read_timeout)
+            .field("betas", &self.betas)
             .finish()
     }
 }
@@ -73,6 +94,7 @@ pub(super) struct Checked {
     pub(super) mapping: ModelMapping,
     pub(super) connect_timeout: Duration,
     pub(super) read_timeout: Option<Duration>,
+    pub(super) betas: Vec<String>,
 }
 
 impl BedrockConfig {
@@ -92,6 +114,7 @@ impl BedrockConfig {
             mapping: self.mapping,
             connect_timeout: self.connect_timeout,
             read_timeout: self.read_timeout,
+            betas: self.betas,
         })
     }
 }
@@ -130,6 +153,7 @@ mod tests {
             mapping: ModelMapping::defaults(),
             connect_timeout: Duration::from_secs(3),
             read_timeout: None,
+            betas: Vec::new(),
         }
     }
 

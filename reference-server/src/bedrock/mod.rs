@@ -54,7 +54,7 @@ use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Response, StatusCode};
 
-pub use self::config::{BedrockConfig, BedrockConfigError};
+pub use self::config::{BEDROCK_BETAS, BedrockConfig, BedrockConfigError};
 pub use self::mapping::{MODEL_MAPPING_ENV, ModelMapping};
 
 use self::fault::{Failure, Fault, stream_error_code};
@@ -69,6 +69,7 @@ pub struct Bedrock {
     client: aws_sdk_bedrockruntime::Client,
     region: String,
     mapping: ModelMapping,
+    betas: Vec<String>,
 }
 
 impl Bedrock {
@@ -87,6 +88,7 @@ impl Bedrock {
             mapping,
             connect_timeout,
             read_timeout,
+            betas,
         } = config.check()?;
 
         let mut loader =
@@ -115,6 +117,7 @@ impl Bedrock {
             client: aws_sdk_bedrockruntime::Client::from_conf(builder.build()),
             region,
             mapping,
+            betas,
         })
     }
 
@@ -140,7 +143,7 @@ impl Bedrock {
         anthropic_beta: Option<&HeaderValue>,
         bedrock_model: &str,
     ) -> Response<Body> {
-        match Invocation::from_anthropic(body, anthropic_beta) {
+        match Invocation::from_anthropic(body, anthropic_beta, &self.betas) {
             Ok(Invocation { body, stream: true }) => self.stream(body, bedrock_model).await,
             Ok(Invocation {
                 body,

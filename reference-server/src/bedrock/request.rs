@@ -28,10 +28,12 @@ pub(super) enum InvalidRequest {
 
 impl Invocation {
     /// Every field passes through but `model` and `stream`; `anthropic_version` is
-    /// Bedrock's, and the `anthropic-beta` header joins `anthropic_beta`.
+    /// Bedrock's, and the `anthropic-beta` header joins `anthropic_beta`, keeping only
+    /// the betas in `allowed` (Bedrock refuses the request for any other).
     pub(super) fn from_anthropic(
         body: &[u8],
         anthropic_beta: Option<&HeaderValue>,
+        allowed: &[String],
     ) -> Result<Self, InvalidRequest> {
         let mut fields: Map<String, Value> =
             serde_json::from_slice(body).map_err(InvalidRequest::Json)?;
@@ -47,6 +49,7 @@ impl Invocation {
         if let Some(header) = anthropic_beta {
             merge_betas(&mut fields, header)?;
         }
+        keep_allowed_betas(&mut fields, allowed)?;
         Ok(Self {
             body: Value::Object(fields).to_string().into_bytes(),
             stream,
@@ -82,16 +85,56 @@ fn merge_betas(
     Ok(())
 }
 
+/// Drops the betas Bedrock would refuse; no betas left ⇒ no `anthropic_beta` at all.
+fn keep_allowed_betas(
+    fields: &mut Map<String, Value>,
+    allowed: &[String],
+) -> Result<(), InvalidRequest> {
+    let Some(betas) = fields.get_mut("anthropic_beta") else {
+        return Ok(());
+    };
+    let Value::Array(betas) = betas else {
+        return Err(InvalidRequest::BetaField);
+    };
+    betas.retain(|beta| {
+        let keep = beta
+            .as_str()
+            .is_some_and(|beta| allowed.iter().any(|a| a == beta));
+        if !keep {
+            tracing::debug!(%beta, "beta not supported by Bedrock: dropped");
+        }
+        keep
+    });
+    if betas.is_empty() {
+        fields.remove("anthropic_beta");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
 
+    fn allowed() -> Vec<String> {
+        crate::bedrock::BEDROCK_BETAS
+            .iter()
+            .map(|b| (*b).to_owned())
+            .collect()
+    }
+
+    fn from_anthropic(
+        body: &[u8],
+        beta: Option<&HeaderValue>,
+    ) -> Result<Invocation, InvalidRequest> {
+        Invocation::from_anthropic(body, beta, &allowed())
+    }
+
     fn invocation(body: &Value, beta: Option<&'static str>) -> (Value, bool) {
         let beta = beta.map(HeaderValue::from_static);
         let Invocation { body, stream } =
-            Invocation::from_anthropic(body.to_string().as_bytes(), beta.as_ref()).unwrap();
+            from_anthropic(body.to_string().as_bytes(), beta.as_ref()).unwrap();
         (serde_json::from_slice(&body).unwrap(), stream)
     }
 
@@ -131,7 +174,7 @@ mod tests {
             }
             assert!(!invocation(&body, None).1);
         }
-        let refused = Invocation::from_anthropic(br#"{"stream":"yes"}"#, None);
+        let refused = from_anthropic(br#"{"stream":"yes"}"#, None);
         assert!(matches!(refused, Err(InvalidRequest::Stream)));
     }
 
@@ -165,16 +208,30 @@ mod tests {
     }
 
     #[test]
+    fn betas_bedrock_refuses_are_dropped() {
+        // What Claude Code sends: Bedrock answers "invalid beta flag" to the first two.
+        let header = Some("claude-code-20250219,oauth-2025-04-20,interleaved-thinking-2025-05-14");
+        let body = json!({"anthropic_beta": ["mcp-servers-2025-12-04"], "messages": []});
+        let (sent, _) = invocation(&body, header);
+        assert_eq!(
+            sent["anthropic_beta"],
+            json!(["interleaved-thinking-2025-05-14"])
+        );
+        let (sent, _) = invocation(&json!({"messages": []}), Some("claude-code-20250219"));
+        assert_eq!(sent.get("anthropic_beta"), None, "none left, no field");
+    }
+
+    #[test]
     fn invalid_bodies_and_betas_are_refused() {
         for body in [&b"{"[..], b"[]", b"\"text\"", b""] {
-            let refused = Invocation::from_anthropic(body, None);
+            let refused = from_anthropic(body, None);
             assert!(matches!(refused, Err(InvalidRequest::Json(_))), "{body:?}");
         }
         let beta = HeaderValue::from_static("a-beta");
-        let refused = Invocation::from_anthropic(br#"{"anthropic_beta":"a"}"#, Some(&beta));
+        let refused = from_anthropic(br#"{"anthropic_beta":"a"}"#, Some(&beta));
         assert!(matches!(refused, Err(InvalidRequest::BetaField)));
         let beta = HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap();
-        let refused = Invocation::from_anthropic(b"{}", Some(&beta));
+        let refused = from_anthropic(b"{}", Some(&beta));
         assert!(matches!(refused, Err(InvalidRequest::BetaHeader)));
     }
 }

@@ -44,6 +44,8 @@ struct Proxy {
 }
 
 struct Setup {
+    /// Plan's URL instead of the stand-in's (e.g. a port nobody listens on).
+    plan_url: Option<String>,
     max_request_bytes: usize,
     routing: Routing,
     budget_usd: Option<rust_decimal::Decimal>,
@@ -53,6 +55,7 @@ struct Setup {
 impl Default for Setup {
     fn default() -> Self {
         Self {
+            plan_url: None,
             max_request_bytes: 1 << 20,
             routing: Routing::PlanFirst,
             budget_usd: None,
@@ -82,7 +85,10 @@ impl Proxy {
             format!("--database-url={database_url}"),
             format!("--state-dir={}", dir.path().display()),
             "--bind=127.0.0.1:0".to_owned(),
-            format!("--plan-api-url={}", plan.url()),
+            format!(
+                "--plan-api-url={}",
+                setup.plan_url.clone().unwrap_or_else(|| plan.url())
+            ),
             format!("--bedrock-endpoint-url={}", bedrock.endpoint_url()),
             "--bedrock-region=us-east-1".to_owned(),
             "--bedrock-api-key=test-bedrock-key".to_owned(),
@@ -295,9 +301,16 @@ async fn plan_overload_errors_and_timeouts_fall_back_with_their_reason() {
             "server_error",
         ),
         (PlanReply::Hang, "timeout"),
+        (PlanReply::Hang, "connect_error"),
     ] {
+        // A port that was just free: nothing listens there.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
         let setup = Setup {
             plan_header_timeout_secs: 1,
+            plan_url: (reason == "connect_error").then(|| format!("http://{closed}")),
             ..Setup::default()
         };
         let mut proxy = Proxy::start(reply, setup).await;

@@ -41,6 +41,16 @@ pub struct AppState {
     pub keys: KeyStore,
     /// Plan and Bedrock.
     pub router: Router,
+    /// The database (users, keys, usage).
+    pub db: sea_orm::DatabaseConnection,
+    /// Usage queries, in the configured buckets.
+    pub queries: usage_layer::store::sea_orm::UsageQueries,
+    /// The effective prices.
+    pub pricing: Arc<usage_layer::pricing::PriceCatalog>,
+    /// Monthly Bedrock budgets.
+    pub budget: crate::budget::Budget,
+    /// The admin API's bearer token.
+    pub admin_token: crate::config::Secret,
 }
 
 /// `/ak/{key}/rest` ⇒ `/ak/<redacted>/rest`: the key never reaches a log line.
@@ -74,6 +84,7 @@ where
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Routes::new()
         .merge(authenticated)
+        .merge(crate::admin::routes(state.clone()))
         .route("/", get(probe).head(probe))
         .route("/ak/{key}", get(probe).head(probe))
         .route("/health", get(health))

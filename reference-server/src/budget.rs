@@ -120,6 +120,19 @@ pub enum BudgetCheck {
     },
 }
 
+/// A user's budget this month.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BudgetStatus {
+    /// The monthly limit, micro-USD; `None` is unlimited.
+    pub limit_micros: Option<i64>,
+    /// Bedrock spend this month, micro-USD (stored + recorded but not yet written).
+    pub spent_micros: i64,
+    /// The month's first instant (in the usage time zone).
+    pub period_start: DateTime<Utc>,
+    /// The next month's first instant: when the budget resets.
+    pub period_end: DateTime<Utc>,
+}
+
 /// Checks users' monthly Bedrock budgets.
 #[derive(Clone, Debug)]
 pub struct Budget {
@@ -133,26 +146,38 @@ impl Budget {
         Self { queries, pending }
     }
 
-    /// Whether `user` may spend more on Bedrock now.
-    pub async fn check(&self, user: &users::Model) -> Result<BudgetCheck, StoreError> {
-        let Some(limit_micros) = user.monthly_budget_micros else {
-            return Ok(BudgetCheck::Allowed);
-        };
+    /// `user`'s Bedrock spend this month (stored + pending) against their limit.
+    pub async fn status(&self, user: &users::Model) -> Result<BudgetStatus, StoreError> {
         let now = Utc::now();
         let stored = self
             .queries
             .monthly_total(user.id, &Provider::BEDROCK, now)
             .await?;
-        let spent_micros = stored.cost_micros + self.pending.of(user.id);
-        if spent_micros < limit_micros {
+        let buckets = self.queries.buckets();
+        let period_start = buckets.start(BucketType::Month, now);
+        Ok(BudgetStatus {
+            limit_micros: user.monthly_budget_micros,
+            spent_micros: stored.cost_micros + self.pending.of(user.id),
+            period_start,
+            period_end: buckets.next(BucketType::Month, period_start),
+        })
+    }
+
+    /// Whether `user` may spend more on Bedrock now.
+    pub async fn check(&self, user: &users::Model) -> Result<BudgetCheck, StoreError> {
+        if user.monthly_budget_micros.is_none() {
             return Ok(BudgetCheck::Allowed);
         }
-        let buckets = self.queries.buckets();
-        let resets_at = buckets.next(BucketType::Month, buckets.start(BucketType::Month, now));
-        Ok(BudgetCheck::Exceeded {
-            spent_micros,
-            limit_micros,
-            resets_at,
-        })
+        let status = self.status(user).await?;
+        match status.limit_micros {
+            Some(limit_micros) if status.spent_micros >= limit_micros => {
+                Ok(BudgetCheck::Exceeded {
+                    spent_micros: status.spent_micros,
+                    limit_micros,
+                    resets_at: status.period_end,
+                })
+            }
+            _ => Ok(BudgetCheck::Allowed),
+        }
     }
 }

@@ -4,6 +4,7 @@
 //!   fallback, cooldowns; [`plan`] and [`bedrock`] — the upstreams; [`budget`] — monthly
 //!   Bedrock budgets; [`keys`] — access keys; [`server`] — start and graceful stop.
 
+pub mod admin;
 pub mod app;
 pub mod bedrock;
 pub mod budget;

@@ -79,13 +79,13 @@ async fn shutdown_signal() {
 /// Starts the proxy.
 pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
     let (db, hasher) = open_state(&args.state).await?;
-    // Generated now so it is announced at start; the admin API (a later step) reads it.
-    load_or_generate(
+    let admin_token: Secret = load_or_generate(
         &args.state.state_dir,
         "admin-token",
         args.admin_token.as_ref().map(Secret::expose),
         "admin token",
-    )?;
+    )?
+    .parse()?;
     let pricing = Arc::new(
         PriceCatalog::defaults()
             .with_overrides(args.model_pricing.as_deref(), args.plan_pricing.as_deref())?,
@@ -93,7 +93,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
     let buckets = Buckets::new(args.usage_timezone, args.usage_week_start);
     let store = SeaOrmStore::new(db.clone(), pricing.clone(), buckets);
     let queries = store.queries();
-    let pending = PendingSpend::new(pricing);
+    let pending = PendingSpend::new(pricing.clone());
     let mut writer_config = WriterConfig::default();
     writer_config.flush_interval = Duration::from_secs(args.usage_flush_interval_secs.max(1));
     let (writer, writer_handle) =
@@ -132,15 +132,16 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         args.plan_connect_timeout(),
         args.plan_header_timeout(),
     )?;
-    let router = Router::new(
-        plan,
-        bedrock,
-        Budget::new(queries, pending),
-        args.max_cooldown(),
-    );
+    let budget = Budget::new(queries.clone(), pending);
+    let router = Router::new(plan, bedrock, budget.clone(), args.max_cooldown());
     let state = Arc::new(AppState {
-        keys: KeyStore::new(db, hasher),
+        keys: KeyStore::new(db.clone(), hasher),
         router,
+        db,
+        queries,
+        pricing,
+        budget,
+        admin_token,
     });
 
     let listener = tokio::net::TcpListener::bind(args.bind)

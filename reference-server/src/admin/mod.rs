@@ -1,0 +1,170 @@
+//! The admin API under `/admin`: usage by provider, users, keys, budgets, prices — behind
+//! `Authorization: Bearer <admin token>`, described by the OpenAPI document it serves at
+//! `GET /admin/openapi.json` (generated from these handlers).
+//!
+//! Errors are `{"detail": "…"}` (the original system's shape) with 400 for bad input (the
+//! message names the parameter), 401 without the token, 404 for unknown ids.
+
+mod usage;
+mod users;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::app::AppState;
+
+/// An admin request that cannot be answered.
+#[derive(Debug)]
+pub enum AdminError {
+    /// A parameter is missing, malformed or inconsistent (400).
+    BadRequest {
+        /// The parameter at fault.
+        parameter: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The id names nothing (404).
+    NotFound(String),
+    /// Something failed on our side (500); the details go to the log only.
+    Internal(String),
+}
+
+impl AdminError {
+    /// A 400 about `parameter`.
+    pub fn bad(parameter: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            parameter,
+            message: message.into(),
+        }
+    }
+}
+
+impl<E: std::error::Error> From<E> for AdminError {
+    fn from(error: E) -> Self {
+        Self::Internal(error.to_string())
+    }
+}
+
+/// The body of every admin error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub detail: String,
+    /// The parameter at fault, for a 400.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let (status, detail, parameter) = match self {
+            Self::BadRequest { parameter, message } => (
+                StatusCode::BAD_REQUEST,
+                format!("{parameter}: {message}"),
+                Some(parameter.to_owned()),
+            ),
+            Self::NotFound(what) => (StatusCode::NOT_FOUND, what, None),
+            Self::Internal(error) => {
+                tracing::error!(%error, "admin request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error".to_owned(),
+                    None,
+                )
+            }
+        };
+        (status, Json(ErrorBody { detail, parameter })).into_response()
+    }
+}
+
+/// Money as the API shows it: a decimal string with 6 places.
+pub fn usd(micros: i64) -> String {
+    Decimal::new(micros, 6).to_string()
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "reference-server admin API", description = "Usage by provider, users, access keys, budgets and prices."),
+    modifiers(&BearerAuth),
+    security(("admin_token" = [])),
+    components(schemas(ErrorBody))
+)]
+struct ApiDoc;
+
+/// Every admin handler, with its OpenAPI description.
+fn api() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(usage::routes())
+        .merge(users::routes())
+}
+
+/// `/admin/…`: the admin routes behind the token, and the OpenAPI document.
+pub fn routes(state: Arc<AppState>) -> axum::Router<Arc<AppState>> {
+    let (router, api) = api().split_for_parts();
+    let document = Arc::new(api);
+    let protected = router.route_layer(middleware::from_fn_with_state(state, require_token));
+    protected.route(
+        "/admin/openapi.json",
+        axum::routing::get(move || {
+            let document = document.clone();
+            async move { Json(document.as_ref().clone()) }
+        }),
+    )
+}
+
+/// The OpenAPI document of the admin API (for tooling and tests).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().split_for_parts().1
+}
+
+/// `Authorization: Bearer <admin token>`, compared in constant time.
+async fn require_token(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let expected = state.admin_token.expose();
+    let matches: bool = presented.as_bytes().ct_eq(expected.as_bytes()).into();
+    if matches && !expected.is_empty() {
+        next.run(request).await
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(http::header::WWW_AUTHENTICATE, "Bearer")],
+            Json(ErrorBody {
+                detail: "admin token required: Authorization: Bearer <token>".to_owned(),
+                parameter: None,
+            }),
+        )
+            .into_response()
+    }
+}

@@ -29,6 +29,8 @@ pub struct TestDb {
     pub db: DatabaseConnection,
     /// `sqlite` or `postgres`.
     pub backend: &'static str,
+    /// The database's URL (to hand to a server under test).
+    pub url: String,
     cleanup: Cleanup,
 }
 
@@ -63,6 +65,7 @@ impl TestDb {
         TestDb {
             db,
             backend: "sqlite",
+            url,
             cleanup: Cleanup::Sqlite(dir),
         }
     }
@@ -102,6 +105,7 @@ impl TestDb {
         Some(TestDb {
             db,
             backend: "postgres",
+            url: own.to_string(),
             cleanup: Cleanup::Postgres { admin, name },
         })
     }

@@ -1,12 +1,505 @@
-//! Usage by provider (being written).
+//! `GET /admin/usage`, `/admin/usage/top-users`, `/admin/usage/top-users/series`: usage by
+//! bucket, totals and cost breakdown, with an optional provider (R6), user and key filter.
+//!
+//! Totals, series and breakdown read the same whole buckets (see the range rule of
+//! `usage_layer::store::sea_orm::queries`), so they always agree.
 
+use std::collections::HashMap;
+use std::str::FromStr;
 use std::sync::Arc;
 
+use axum::Json;
+use axum::extract::{Query, State};
+use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde::{Deserialize, Serialize};
+use usage_layer::Provider;
+use usage_layer::store::sea_orm::{BucketRange, ModelCost, Totals, UsageFilter};
+use usage_layer::store::{BucketType, Buckets};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
 
+use super::{AdminError, ErrorBody, usd};
 use crate::app::AppState;
+use crate::entity::users;
+
+/// The most buckets one answer may hold (a year of hours; a week of minutes).
+const MAX_BUCKETS: usize = 10_000;
+
+/// The query of every usage endpoint. Give one of: `period`; `start_date` and `end_date`;
+/// `start_time` and `end_time`. None of them means `period=day`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct UsageParams {
+    /// `minute`, `hour` (default), `day`, `week` or `month`.
+    #[param(value_type = Option<String>, pattern = "^(minute|hour|day|week|month)$")]
+    bucket_type: Option<String>,
+    /// `plan` or `bedrock`; absent sums both.
+    #[param(value_type = Option<String>, pattern = "^(plan|bedrock)$")]
+    provider: Option<String>,
+    /// Only this user.
+    #[param(value_type = Option<String>, format = Uuid)]
+    user_id: Option<String>,
+    /// Only this access key.
+    #[param(value_type = Option<String>, format = Uuid)]
+    access_key_id: Option<String>,
+    /// The current `day`, `week` or `month`, in the usage time zone.
+    #[param(value_type = Option<String>, pattern = "^(day|week|month)$")]
+    period: Option<String>,
+    /// First day (inclusive), `YYYY-MM-DD`, in the usage time zone.
+    #[param(value_type = Option<String>, format = Date)]
+    start_date: Option<String>,
+    /// Last day (inclusive), `YYYY-MM-DD`.
+    #[param(value_type = Option<String>, format = Date)]
+    end_date: Option<String>,
+    /// Start instant (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    start_time: Option<String>,
+    /// End instant (RFC 3339, exclusive).
+    #[param(value_type = Option<String>, format = DateTime)]
+    end_time: Option<String>,
+    /// How many users (top users only; 1–1000, default 10).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+}
+
+/// A validated usage query.
+struct UsageQuery {
+    range: BucketRange,
+    filter: UsageFilter,
+    limit: u64,
+}
+
+fn parse<T: FromStr>(
+    parameter: &'static str,
+    value: Option<&str>,
+    what: &str,
+) -> Result<Option<T>, AdminError> {
+    value
+        .map(|value| {
+            value
+                .trim()
+                .parse()
+                .map_err(|_| AdminError::bad(parameter, format!("not {what}: {value:?}")))
+        })
+        .transpose()
+}
+
+/// The first instant of `date` in the buckets' zone.
+fn day_start(buckets: &Buckets, date: NaiveDate) -> DateTime<Utc> {
+    // Noon exists on every day in every zone; the day bucket holding it starts at midnight.
+    let noon = buckets
+        .zone()
+        .from_local_datetime(&date.and_time(NaiveTime::from_hms_opt(12, 0, 0).expect("noon")))
+        .earliest()
+        .expect("noon exists")
+        .with_timezone(&Utc);
+    buckets.start(BucketType::Day, noon)
+}
+
+impl UsageParams {
+    fn validate(&self, buckets: &Buckets) -> Result<UsageQuery, AdminError> {
+        let kind =
+            match self.bucket_type.as_deref() {
+                None => BucketType::Hour,
+                Some(name) => name.trim().parse().map_err(
+                    |error: usage_layer::store::UnknownBucketType| {
+                        AdminError::bad("bucket_type", error.to_string())
+                    },
+                )?,
+            };
+        let provider = match self.provider.as_deref().map(str::trim) {
+            None => None,
+            Some("plan") => Some(Provider::PLAN),
+            Some("bedrock") => Some(Provider::BEDROCK),
+            Some(other) => {
+                return Err(AdminError::bad(
+                    "provider",
+                    format!("unknown provider {other:?} (expected plan or bedrock)"),
+                ));
+            }
+        };
+        let filter = UsageFilter {
+            provider,
+            user_id: parse("user_id", self.user_id.as_deref(), "a UUID")?,
+            access_key_id: parse("access_key_id", self.access_key_id.as_deref(), "a UUID")?,
+        };
+        let (from, to) = self.span(buckets)?;
+        let count = buckets.series(kind, from, to).take(MAX_BUCKETS + 1).count();
+        if count > MAX_BUCKETS {
+            return Err(AdminError::bad(
+                "bucket_type",
+                format!(
+                    "the range holds more than {MAX_BUCKETS} {kind} buckets: choose a wider bucket type or a shorter range"
+                ),
+            ));
+        }
+        let limit = parse::<u64>("limit", self.limit.as_deref(), "a whole number")?.unwrap_or(10);
+        if !(1..=1000).contains(&limit) {
+            return Err(AdminError::bad("limit", "must be between 1 and 1000"));
+        }
+        Ok(UsageQuery {
+            range: BucketRange::new(buckets, kind, from, to),
+            filter,
+            limit,
+        })
+    }
+
+    /// The instants `[from, to)` the query asks about.
+    fn span(&self, buckets: &Buckets) -> Result<(DateTime<Utc>, DateTime<Utc>), AdminError> {
+        let dates = (self.start_date.as_deref(), self.end_date.as_deref());
+        let times = (self.start_time.as_deref(), self.end_time.as_deref());
+        let given = [
+            self.period.is_some(),
+            dates != (None, None),
+            times != (None, None),
+        ];
+        if given.iter().filter(|&&g| g).count() > 1 {
+            return Err(AdminError::bad(
+                "period",
+                "give one of: period; start_date and end_date; start_time and end_time",
+            ));
+        }
+        match (self.period.as_deref(), dates, times) {
+            (_, (Some(start), Some(end)), _) => {
+                let start: NaiveDate =
+                    parse("start_date", Some(start), "a date (YYYY-MM-DD)")?.expect("given");
+                let end: NaiveDate =
+                    parse("end_date", Some(end), "a date (YYYY-MM-DD)")?.expect("given");
+                if start > end {
+                    return Err(AdminError::bad("start_date", "is after end_date"));
+                }
+                let after_end = end
+                    .succ_opt()
+                    .ok_or_else(|| AdminError::bad("end_date", "is too far in the future"))?;
+                Ok((day_start(buckets, start), day_start(buckets, after_end)))
+            }
+            (_, (Some(_), None), _) => {
+                Err(AdminError::bad("end_date", "is required with start_date"))
+            }
+            (_, (None, Some(_)), _) => {
+                Err(AdminError::bad("start_date", "is required with end_date"))
+            }
+            (_, _, (Some(start), Some(end))) => {
+                let start = parse_time("start_time", start)?;
+                let end = parse_time("end_time", end)?;
+                if start >= end {
+                    return Err(AdminError::bad("start_time", "is not before end_time"));
+                }
+                Ok((start, end))
+            }
+            (_, _, (Some(_), None)) => {
+                Err(AdminError::bad("end_time", "is required with start_time"))
+            }
+            (_, _, (None, Some(_))) => {
+                Err(AdminError::bad("start_time", "is required with end_time"))
+            }
+            (period, _, _) => {
+                let kind = match period.map(str::trim) {
+                    None | Some("day") => BucketType::Day,
+                    Some("week") => BucketType::Week,
+                    Some("month") => BucketType::Month,
+                    Some(other) => {
+                        return Err(AdminError::bad(
+                            "period",
+                            format!("unknown period {other:?} (expected day, week or month)"),
+                        ));
+                    }
+                };
+                let start = buckets.start(kind, Utc::now());
+                Ok((start, buckets.next(kind, start)))
+            }
+        }
+    }
+}
+
+fn parse_time(parameter: &'static str, value: &str) -> Result<DateTime<Utc>, AdminError> {
+    DateTime::parse_from_rfc3339(value.trim())
+        .map(|time| time.with_timezone(&Utc))
+        .map_err(|_| AdminError::bad(parameter, format!("not an RFC 3339 time: {value:?}")))
+}
+
+/// Sums over some requests.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct TotalsJson {
+    total_requests: i64,
+    total_input_tokens: i64,
+    total_output_tokens: i64,
+    /// Input + output (cache tokens are not included).
+    total_tokens: i64,
+    total_cache_read_tokens: i64,
+    total_cache_write_tokens: i64,
+    /// USD, 6 decimal places.
+    #[schema(example = "12.345678")]
+    estimated_cost_usd: String,
+}
+
+impl From<Totals> for TotalsJson {
+    fn from(totals: Totals) -> Self {
+        Self {
+            total_requests: totals.requests,
+            total_input_tokens: totals.input_tokens,
+            total_output_tokens: totals.output_tokens,
+            total_tokens: totals.total_tokens,
+            total_cache_read_tokens: totals.cache_read_tokens,
+            total_cache_write_tokens: totals.cache_write_tokens,
+            estimated_cost_usd: usd(totals.cost_micros),
+        }
+    }
+}
+
+/// One bucket's sums.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct BucketJson {
+    bucket_start: DateTime<Utc>,
+    #[serde(flatten)]
+    totals: TotalsJson,
+}
+
+/// The usage and cost of one pricing model.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct BreakdownJson {
+    provider: String,
+    /// The price catalog key; null for unpriced usage.
+    pricing_model_id: Option<String>,
+    requests: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+    cache_read_tokens: i64,
+    cache_write_tokens: i64,
+    input_cost_usd: String,
+    output_cost_usd: String,
+    cache_write_cost_usd: String,
+    cache_read_cost_usd: String,
+    total_cost_usd: String,
+}
+
+impl From<ModelCost> for BreakdownJson {
+    fn from(cost: ModelCost) -> Self {
+        Self {
+            provider: cost.provider,
+            pricing_model_id: cost.pricing_model_id,
+            requests: cost.totals.requests,
+            input_tokens: cost.totals.input_tokens,
+            output_tokens: cost.totals.output_tokens,
+            cache_read_tokens: cost.totals.cache_read_tokens,
+            cache_write_tokens: cost.totals.cache_write_tokens,
+            input_cost_usd: usd(cost.cost_input_micros),
+            output_cost_usd: usd(cost.cost_output_micros),
+            cache_write_cost_usd: usd(cost.cost_cache_write_micros),
+            cache_read_cost_usd: usd(cost.cost_cache_read_micros),
+            total_cost_usd: usd(cost.totals.cost_micros),
+        }
+    }
+}
+
+/// What a range covers.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct RangeJson {
+    bucket_type: String,
+    /// `plan`, `bedrock`, or null for both.
+    provider: Option<String>,
+    /// The first bucket's start.
+    start: DateTime<Utc>,
+    /// The end of the last bucket (exclusive).
+    end: DateTime<Utc>,
+}
+
+impl RangeJson {
+    fn of(query: &UsageQuery) -> Self {
+        Self {
+            bucket_type: query.range.kind().as_str().to_owned(),
+            provider: query
+                .filter
+                .provider
+                .as_ref()
+                .map(|p| p.as_str().to_owned()),
+            start: query.range.start(),
+            end: query.range.end(),
+        }
+    }
+}
+
+/// Usage by bucket, totals and cost breakdown.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct UsageJson {
+    #[serde(flatten)]
+    range: RangeJson,
+    /// Every bucket of the range, zeros included.
+    buckets: Vec<BucketJson>,
+    #[serde(flatten)]
+    totals: TotalsJson,
+    cost_breakdown: Vec<BreakdownJson>,
+}
+
+fn buckets_json(series: Vec<(DateTime<Utc>, Totals)>) -> Vec<BucketJson> {
+    series
+        .into_iter()
+        .map(|(bucket_start, totals)| BucketJson {
+            bucket_start,
+            totals: totals.into(),
+        })
+        .collect()
+}
+
+/// Usage by bucket, totals and cost breakdown.
+#[utoipa::path(
+    get,
+    path = "/admin/usage",
+    tag = "usage",
+    params(UsageParams),
+    responses(
+        (status = 200, description = "usage of the range", body = UsageJson),
+        (status = 400, description = "a bad parameter", body = ErrorBody),
+        (status = 401, description = "no or wrong admin token", body = ErrorBody),
+    )
+)]
+async fn usage(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<UsageParams>,
+) -> Result<Json<UsageJson>, AdminError> {
+    let query = params.validate(state.queries.buckets())?;
+    let series = state.queries.series(&query.range, &query.filter).await?;
+    let totals = state.queries.totals(&query.range, &query.filter).await?;
+    let breakdown = state
+        .queries
+        .cost_breakdown(&query.range, &query.filter)
+        .await?;
+    Ok(Json(UsageJson {
+        range: RangeJson::of(&query),
+        buckets: buckets_json(series),
+        totals: totals.into(),
+        cost_breakdown: breakdown.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// One user's totals.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct UserJson {
+    user_id: Uuid,
+    /// The user's name, if the user exists.
+    name: Option<String>,
+    #[serde(flatten)]
+    totals: TotalsJson,
+}
+
+/// The users with the highest cost.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct TopUsersJson {
+    #[serde(flatten)]
+    range: RangeJson,
+    users: Vec<UserJson>,
+}
+
+async fn names(state: &AppState, ids: &[Uuid]) -> Result<HashMap<Uuid, String>, AdminError> {
+    Ok(users::Entity::find()
+        .filter(users::Column::Id.is_in(ids.iter().copied()))
+        .all(&state.db)
+        .await?
+        .into_iter()
+        .map(|user| (user.id, user.name))
+        .collect())
+}
+
+/// The users with the highest cost (then most tokens) in the range.
+#[utoipa::path(
+    get,
+    path = "/admin/usage/top-users",
+    tag = "usage",
+    params(UsageParams),
+    responses(
+        (status = 200, description = "top users", body = TopUsersJson),
+        (status = 400, description = "a bad parameter", body = ErrorBody),
+        (status = 401, description = "no or wrong admin token", body = ErrorBody),
+    )
+)]
+async fn top_users(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<UsageParams>,
+) -> Result<Json<TopUsersJson>, AdminError> {
+    let query = params.validate(state.queries.buckets())?;
+    let top = state
+        .queries
+        .top_users(&query.range, &query.filter, query.limit)
+        .await?;
+    let ids: Vec<Uuid> = top.iter().map(|user| user.user_id).collect();
+    let mut names = names(&state, &ids).await?;
+    Ok(Json(TopUsersJson {
+        range: RangeJson::of(&query),
+        users: top
+            .into_iter()
+            .map(|user| UserJson {
+                user_id: user.user_id,
+                name: names.remove(&user.user_id),
+                totals: user.totals.into(),
+            })
+            .collect(),
+    }))
+}
+
+/// One user's series.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct UserSeriesJson {
+    user_id: Uuid,
+    name: Option<String>,
+    /// Every bucket of the range, zeros included.
+    buckets: Vec<BucketJson>,
+}
+
+/// The top users' series.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct TopUsersSeriesJson {
+    #[serde(flatten)]
+    range: RangeJson,
+    series: Vec<UserSeriesJson>,
+}
+
+/// A bucket series for each of the top users of the range (every bucket, zeros included).
+#[utoipa::path(
+    get,
+    path = "/admin/usage/top-users/series",
+    tag = "usage",
+    params(UsageParams),
+    responses(
+        (status = 200, description = "the top users' series", body = TopUsersSeriesJson),
+        (status = 400, description = "a bad parameter", body = ErrorBody),
+        (status = 401, description = "no or wrong admin token", body = ErrorBody),
+    )
+)]
+async fn top_users_series(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<UsageParams>,
+) -> Result<Json<TopUsersSeriesJson>, AdminError> {
+    let query = params.validate(state.queries.buckets())?;
+    let top = state
+        .queries
+        .top_users(&query.range, &query.filter, query.limit)
+        .await?;
+    let ids: Vec<Uuid> = top.iter().map(|user| user.user_id).collect();
+    let mut names = names(&state, &ids).await?;
+    let series = state
+        .queries
+        .user_series(&query.range, &query.filter, &ids)
+        .await?;
+    Ok(Json(TopUsersSeriesJson {
+        range: RangeJson::of(&query),
+        series: series
+            .into_iter()
+            .map(|(user_id, series)| UserSeriesJson {
+                user_id,
+                name: names.remove(&user_id),
+                buckets: buckets_json(series),
+            })
+            .collect(),
+    }))
+}
 
 /// The routes of this module.
 pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
+        .routes(routes!(usage))
+        .routes(routes!(top_users))
+        .routes(routes!(top_users_series))
 }

@@ -88,6 +88,28 @@ impl IntoResponse for AdminError {
     }
 }
 
+/// A query string, refused with our 400 (`{"detail": …}`) instead of axum's plain text.
+#[derive(Debug)]
+pub struct AdminQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for AdminQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AdminError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &S,
+    ) -> Result<Self, AdminError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Self(value))
+            .map_err(|rejection| AdminError::bad("query", rejection.body_text()))
+    }
+}
+
 /// Money as the API shows it: a decimal string with 6 places.
 pub fn usd(micros: i64) -> String {
     Decimal::new(micros, 6).to_string()

@@ -9,7 +9,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
@@ -21,7 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{AdminError, ErrorBody, usd};
+use super::{AdminError, AdminQuery, ErrorBody, usd};
 use crate::app::AppState;
 use crate::entity::users;
 
@@ -358,7 +358,7 @@ fn buckets_json(series: Vec<(DateTime<Utc>, Totals)>) -> Vec<BucketJson> {
 )]
 async fn usage(
     State(state): State<Arc<AppState>>,
-    Query(params): Query<UsageParams>,
+    AdminQuery(params): AdminQuery<UsageParams>,
 ) -> Result<Json<UsageJson>, AdminError> {
     let query = params.validate(state.queries.buckets())?;
     let series = state.queries.series(&query.range, &query.filter).await?;
@@ -417,7 +417,7 @@ async fn names(state: &AppState, ids: &[Uuid]) -> Result<HashMap<Uuid, String>, 
 )]
 async fn top_users(
     State(state): State<Arc<AppState>>,
-    Query(params): Query<UsageParams>,
+    AdminQuery(params): AdminQuery<UsageParams>,
 ) -> Result<Json<TopUsersJson>, AdminError> {
     let query = params.validate(state.queries.buckets())?;
     let top = state
@@ -470,7 +470,7 @@ pub(super) struct TopUsersSeriesJson {
 )]
 async fn top_users_series(
     State(state): State<Arc<AppState>>,
-    Query(params): Query<UsageParams>,
+    AdminQuery(params): AdminQuery<UsageParams>,
 ) -> Result<Json<TopUsersSeriesJson>, AdminError> {
     let query = params.validate(state.queries.buckets())?;
     let top = state

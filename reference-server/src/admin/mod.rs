@@ -110,6 +110,28 @@ where
     }
 }
 
+/// A JSON request body; one that is not valid JSON for `T` is a 400 about `body` (our
+/// shape, not axum's plain-text rejection).
+#[derive(Debug)]
+struct JsonBody<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for JsonBody<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
+        let bytes = bytes::Bytes::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        parse_json(&bytes)
+            .map(Self)
+            .map_err(IntoResponse::into_response)
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
+    serde_json::from_slice(bytes).map_err(|error| AdminError::bad("body", error.to_string()))
+}
+
 /// Money as the API shows it: a decimal string with 6 places.
 pub fn usd(micros: i64) -> String {
     Decimal::new(micros, 6).to_string()

@@ -13,8 +13,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, Request, State};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Path, State};
 use chrono::{DateTime, NaiveDate, Utc};
 use http::StatusCode;
 use rust_decimal::prelude::ToPrimitive;
@@ -24,7 +23,6 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
 };
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use usage_layer::Provider;
@@ -35,7 +33,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{AdminError, AdminQuery, ErrorBody, usd};
+use super::{AdminError, AdminQuery, ErrorBody, JsonBody, parse_json, usd};
 use crate::app::AppState;
 use crate::config::Routing;
 use crate::entity::{access_keys, users};
@@ -355,27 +353,6 @@ struct ListParams {
 
 // ---------------------------------------------------------------------------------------
 // Reading requests.
-
-/// A JSON request body; one that is not valid JSON for `T` is a 400 about `body`.
-#[derive(Debug)]
-struct JsonBody<T>(T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
-    type Rejection = Response;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        parse_json(&bytes)
-            .map(Self)
-            .map_err(IntoResponse::into_response)
-    }
-}
-
-fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
-    serde_json::from_slice(bytes).map_err(|error| AdminError::bad("body", error.to_string()))
-}
 
 fn parse_id(parameter: &'static str, text: &str) -> Result<Uuid, AdminError> {
     Uuid::parse_str(text.trim()).map_err(|_| AdminError::bad(parameter, "must be a UUID"))

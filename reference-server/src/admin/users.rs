@@ -169,7 +169,8 @@ struct NewUser {
 struct UserChanges {
     /// Display name: 1 to 200 characters.
     #[serde(default, deserialize_with = "present")]
-    #[schema(example = "Ada Lovelace", min_length = 1, max_length = 200)]
+    // Optional, but never null: the schema says so (absent ≠ null here).
+    #[schema(value_type = String, required = false, example = "Ada Lovelace", min_length = 1, max_length = 200)]
     name: Option<String>,
     /// Monthly Bedrock budget in USD: a decimal string or number, ≥ 0, at most 6
     /// decimals; `null` makes it unlimited.
@@ -178,10 +179,11 @@ struct UserChanges {
     monthly_budget_usd: Option<Value>,
     /// How the user's requests are routed.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<RoutingStrategy>)]
+    #[schema(value_type = RoutingStrategy, required = false)]
     routing_strategy: Option<String>,
     /// `false` refuses the user's keys; `true` accepts them again.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = bool, required = false)]
     is_active: Option<bool>,
 }
 

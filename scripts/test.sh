@@ -42,6 +42,26 @@ MSG
   unset TEST_DATABASE_URL
 fi
 
+step "Python tools (venv): schemathesis, moto"
+# Pinned, in a venv of the repository (.venv, not committed).
+if [ ! -x .venv/bin/schemathesis ] || [ ! -x .venv/bin/moto_server ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check \
+    "schemathesis==4.32.5" "moto[server]==5.2.5"
+fi
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# moto server: a real CloudWatch API on loopback for the CloudWatch store's tests.
+moto_port=$(free_port)
+.venv/bin/moto_server -H 127.0.0.1 -p "$moto_port" >"$(mktemp)" 2>&1 &
+moto_pid=$!
+export TEST_MOTO_URL="http://127.0.0.1:$moto_port"
+trap 'kill "$moto_pid" 2>/dev/null' EXIT
+for _ in $(seq 50); do
+  python3 -c "import urllib.request as u; u.urlopen('$TEST_MOTO_URL/moto-api/')" 2>/dev/null && break
+  sleep 0.2
+done
+echo "moto server: $TEST_MOTO_URL"
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -85,7 +105,7 @@ echo "users create / keys create: ok (user $user_id, key ${key:0:11}…)"
 
 step "migration CLI: up, status, down, up, fresh (SQLite$( [ -n "${TEST_DATABASE_URL:-}" ] && echo ' and Postgres'))"
 scratch=$(mktemp -d)
-trap 'rm -rf "$scratch"' EXIT
+trap 'kill "$moto_pid" 2>/dev/null; rm -rf "$scratch"' EXIT
 migrate() { DATABASE_URL="$1" cargo run --locked -q -p migration -- "${@:2}"; }
 cli_round_trip() {
   migrate "$1" up
@@ -103,20 +123,15 @@ if [ -n "${TEST_DATABASE_URL:-}" ]; then
 fi
 
 step "schemathesis against the admin API's OpenAPI document (live server)"
-# Python tools live in a venv of the repository (.venv, not committed), pinned.
-if [ ! -x .venv/bin/schemathesis ]; then
-  python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check "schemathesis==4.32.5"
-fi
 st_dir=$(mktemp -d)
-st_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+st_port=$(free_port)
 st_token="schemathesis-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 cargo build --locked -q -p reference-server
 target/debug/reference-server serve --database-url "sqlite://$st_dir/st.db?mode=rwc" \
   --state-dir "$st_dir" --bind "127.0.0.1:$st_port" --admin-token "$st_token" \
   --bedrock-enabled=false --plan-api-url http://127.0.0.1:9 >"$st_dir/server.log" 2>&1 &
 st_pid=$!
-trap 'kill "$st_pid" 2>/dev/null; rm -rf "$scratch"' EXIT
+trap 'kill "$st_pid" "$moto_pid" 2>/dev/null; rm -rf "$scratch"' EXIT
 # Interdependent parameters (one range form, start before end) cannot be said in
 # OpenAPI: such schema-valid requests get a 400 by design, so that check is left out.
 # Every response must still be non-5xx and match the document.

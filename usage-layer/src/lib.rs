@@ -68,7 +68,7 @@ mod recorder;
 mod service;
 pub mod sink;
 pub mod sse;
-#[cfg(feature = "sea-orm")]
+#[cfg(any(feature = "sea-orm", feature = "cloudwatch"))]
 pub mod store;
 
 pub use crate::anthropic::{ParseIssue, Usage};

@@ -1,0 +1,161 @@
+//! The CloudWatch store against a real CloudWatch API: moto server (`TEST_MOTO_URL`,
+//! started by the test script). Without it the test says so loudly and stops — unless `CI`
+//! or `REQUIRE_MOTO` is set, where that is a failure.
+
+use std::sync::Arc;
+
+use aws_sdk_cloudwatch::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_cloudwatch::primitives::DateTime as AwsDateTime;
+use aws_sdk_cloudwatch::types::{Dimension, Statistic};
+use chrono::Utc;
+use usage_layer::pricing::PriceCatalog;
+use usage_layer::sink::UsageStore;
+use usage_layer::store::cloudwatch::CloudWatchStore;
+use usage_layer::{Caller, Outcome, Provider, UsageRecord};
+use usage_tests::{record, usage};
+
+fn moto() -> Option<aws_sdk_cloudwatch::Client> {
+    let Some(url) = std::env::var("TEST_MOTO_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        let required = ["CI", "REQUIRE_MOTO"]
+            .iter()
+            .any(|v| std::env::var(v).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false"));
+        assert!(
+            !required,
+            "TEST_MOTO_URL is not set, and moto is required here (CI / REQUIRE_MOTO)"
+        );
+        eprintln!("SKIPPED (CloudWatch): TEST_MOTO_URL is not set — start moto_server and set it");
+        return None;
+    };
+    let config = aws_sdk_cloudwatch::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(url)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+        .build();
+    Some(aws_sdk_cloudwatch::Client::from_conf(config))
+}
+
+async fn sum(
+    client: &aws_sdk_cloudwatch::Client,
+    namespace: &str,
+    metric: &str,
+    dimensions: &[(&str, &str)],
+) -> f64 {
+    let now = Utc::now().timestamp();
+    let answer = client
+        .get_metric_statistics()
+        .namespace(namespace)
+        .metric_name(metric)
+        .set_dimensions(Some(
+            dimensions
+                .iter()
+                .map(|(n, v)| Dimension::builder().name(*n).value(*v).build())
+                .collect(),
+        ))
+        .start_time(AwsDateTime::from_secs(now - 3600))
+        .end_time(AwsDateTime::from_secs(now + 3600))
+        .period(7200)
+        .statistics(Statistic::Sum)
+        .send()
+        .await
+        .unwrap();
+    answer
+        .datapoints()
+        .iter()
+        .filter_map(|point| point.sum())
+        .sum()
+}
+
+#[tokio::test]
+async fn per_provider_series_sum_to_the_records_and_calls_follow_flushes() {
+    let Some(client) = moto() else { return };
+    let namespace = format!("UsageTest{}", uuid::Uuid::now_v7().simple());
+    let store = CloudWatchStore::new(
+        client.clone(),
+        &namespace,
+        Arc::new(PriceCatalog::defaults()),
+    );
+    let caller = Caller::default();
+    let mut expected = [(0u64, 0u64); 2];
+    let mut batches = Vec::new();
+    for batch in 0..3u64 {
+        let records: Vec<UsageRecord> = (0..200u64)
+            .map(|i| {
+                let plan = i % 3 != 0;
+                let input = batch * 1000 + i;
+                expected[usize::from(plan)].0 += 1;
+                expected[usize::from(plan)].1 += input;
+                let provider = if plan {
+                    Provider::PLAN
+                } else {
+                    Provider::BEDROCK
+                };
+                let mut record = record(
+                    provider,
+                    caller,
+                    "claude-sonnet-4-5-20250929",
+                    usage(input, 7, 0, 0),
+                    Utc::now(),
+                );
+                if i % 50 == 0 {
+                    record.outcome = Outcome::ClientDisconnected;
+                }
+                record
+            })
+            .collect();
+        batches.push(records);
+    }
+    for batch in &batches {
+        store.write_batch(batch).await.unwrap();
+    }
+    assert_eq!(
+        store.put_calls(),
+        3,
+        "one PutMetricData per flush, not per request"
+    );
+
+    for (provider, (requests, input)) in [("bedrock", expected[0]), ("plan", expected[1])] {
+        let model = ("Model", "claude-sonnet-4-5");
+        let tokens = sum(
+            &client,
+            &namespace,
+            "proxy.tokens",
+            &[("Provider", provider), model, ("TokenType", "input")],
+        )
+        .await;
+        assert_eq!(tokens, input as f64, "{provider} input tokens");
+        let counted = sum(
+            &client,
+            &namespace,
+            "proxy.requests",
+            &[
+                ("Provider", provider),
+                model,
+                ("Status", "200"),
+                ("Stream", "true"),
+            ],
+        )
+        .await;
+        assert_eq!(counted, requests as f64, "{provider} requests");
+    }
+    let metrics = client
+        .list_metrics()
+        .namespace(&namespace)
+        .send()
+        .await
+        .unwrap();
+    let providers: std::collections::BTreeSet<String> = metrics
+        .metrics()
+        .iter()
+        .flat_map(|m| m.dimensions())
+        .filter(|d| d.name() == Some("Provider"))
+        .filter_map(|d| d.value().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        providers.into_iter().collect::<Vec<_>>(),
+        ["bedrock", "plan"]
+    );
+}

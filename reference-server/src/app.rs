@@ -54,14 +54,21 @@ pub struct AppState {
 }
 
 /// `/ak/{key}/rest` ⇒ `/ak/<redacted>/rest`: the key never reaches a log line.
+///
+/// Any `ak` segment counts, anywhere and in any case (`//ak/…`, `/x/AK/…` reach the 404
+/// handler, whose span logs the path too).
 pub fn redact(path: &str) -> String {
-    match path.strip_prefix("/ak/") {
-        Some(rest) => match rest.find('/') {
-            Some(slash) => format!("/ak/<redacted>{}", &rest[slash..]),
-            None => "/ak/<redacted>".to_owned(),
-        },
-        None => path.to_owned(),
+    let mut redacted = Vec::new();
+    let mut after_ak = false;
+    for segment in path.split('/') {
+        redacted.push(if after_ak && !segment.is_empty() {
+            "<redacted>"
+        } else {
+            segment
+        });
+        after_ak = segment.eq_ignore_ascii_case("ak") || (after_ak && segment.is_empty());
     }
+    redacted.join("/")
 }
 
 /// The key in `/ak/{key}/…` and what follows it.
@@ -108,6 +115,11 @@ where
             }),
         )
         .layer(SetRequestIdLayer::x_request_id(TimeOrderedId))
+        // The id keys the usage record (stored once per id): the server makes it, always.
+        .layer(middleware::map_request(|mut request: Request| async move {
+            request.headers_mut().remove(X_REQUEST_ID);
+            request
+        }))
 }
 
 /// Request ids are time-ordered UUIDs (v7): the same id is the usage record's key.
@@ -122,7 +134,7 @@ impl MakeRequestId for TimeOrderedId {
     }
 }
 
-/// The request's id from `x-request-id` when it is a UUID (ours, or the client's), else a new one.
+/// The request's id: the `x-request-id` the server set (a client's own was removed).
 fn request_id(request: &Request) -> RequestId {
     request
         .headers()
@@ -205,7 +217,7 @@ async fn count_tokens(
         .await
     {
         Ok(response) => response.map(Body::new),
-        Err(failure) => anthropic_error(StatusCode::BAD_GATEWAY, "api_error", &failure.to_string()),
+        Err(failure) => failure.into_response(),
     }
 }
 

@@ -28,6 +28,17 @@ pub enum PlanFailure {
     Timeout(Duration),
 }
 
+impl PlanFailure {
+    /// The answer when Plan gave none: 504 after a timeout, 502 otherwise.
+    pub fn into_response(self) -> http::Response<axum::body::Body> {
+        let status = match self {
+            PlanFailure::Timeout(_) => http::StatusCode::GATEWAY_TIMEOUT,
+            PlanFailure::Connect(_) => http::StatusCode::BAD_GATEWAY,
+        };
+        crate::error::anthropic_error(status, "api_error", &self.to_string())
+    }
+}
+
 /// Headers that describe one connection, not the request: never forwarded.
 const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,

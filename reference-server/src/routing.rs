@@ -50,7 +50,11 @@ impl Cooldowns {
     /// Skips Plan for `key` for `duration`.
     pub fn start(&self, key: Uuid, duration: Duration) {
         let mut until = self.until.lock().unwrap_or_else(|p| p.into_inner());
-        until.insert(key, Instant::now() + duration);
+        // A huge configured maximum must not overflow the clock: cap at a year.
+        let end = Instant::now().checked_add(duration.min(Duration::from_secs(365 * 24 * 3600)));
+        if let Some(end) = end {
+            until.insert(key, end);
+        }
     }
 }
 
@@ -283,7 +287,7 @@ impl Router {
         fallback: Option<Fallback>,
     ) -> Response<Body> {
         let mut response = bedrock
-            .messages(body, headers.get("anthropic-beta"), model_id)
+            .messages(body, joined_betas(headers).as_ref(), model_id)
             .await;
         let extensions = response.extensions_mut();
         extensions.insert(Provider::BEDROCK);
@@ -293,6 +297,18 @@ impl Router {
         }
         response
     }
+}
+
+/// Every `anthropic-beta` header line, joined with commas (a client may send several).
+fn joined_betas(headers: &HeaderMap) -> Option<http::HeaderValue> {
+    let lines: Vec<&str> = headers
+        .get_all("anthropic-beta")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect();
+    (!lines.is_empty())
+        .then(|| http::HeaderValue::from_str(&lines.join(",")).ok())
+        .flatten()
 }
 
 /// Plan's answer as the client's response: as it came, or a 502/504 if none came.

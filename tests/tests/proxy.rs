@@ -635,3 +635,31 @@ async fn graceful_shutdown_finishes_streams_and_writes_their_usage() {
     assert_eq!(rows[0].outcome, "completed");
     assert_eq!((rows[0].input_tokens, rows[0].output_tokens), (11, 6));
 }
+
+/// The record's key is the server's: a client repeating an `x-request-id` cannot make the
+/// store drop its later requests as duplicates (and so escape metering and budgets).
+#[tokio::test]
+async fn a_client_request_id_never_becomes_the_record_key() {
+    let message = serde_json::json!({"type": "message", "model": "claude-haiku-4-5", "usage": {"input_tokens": 3, "output_tokens": 1}});
+    let mut proxy = Proxy::start(PlanReply::Json(200, message), Setup::default()).await;
+    let repeated = "0195f3c1-0000-7000-8000-000000000001";
+    for _ in 0..3 {
+        let response = client()
+            .request(
+                Request::post(proxy.url("/v1/messages"))
+                    .header("x-request-id", repeated)
+                    .body(Full::new(Bytes::from_static(JSON_REQUEST.as_bytes())))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_ne!(
+            response.headers()["x-request-id"],
+            repeated,
+            "the server's own id"
+        );
+        let _ = response.into_body().collect().await.unwrap();
+    }
+    let rows = proxy.rows().await;
+    assert_eq!(rows.len(), 3, "every request is metered");
+}

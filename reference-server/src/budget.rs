@@ -39,15 +39,13 @@ impl PendingSpend {
         self.lock().get(&user).copied().unwrap_or(0)
     }
 
-    /// A Bedrock record's user and cost (as the store will price it).
+    /// A Bedrock record's user and cost (priced as the store prices it: `price_record`).
     fn cost(&self, record: &UsageRecord) -> Option<(Uuid, i64)> {
         if record.provider != Provider::BEDROCK {
             return None;
         }
         let user = record.caller.user_id?;
-        let price =
-            self.pricing
-                .lookup(&record.provider, record.region.as_deref(), record.model()?)?;
+        let price = self.pricing.price_record(record)?;
         Some((user, to_micros(price.cost(&record.usage).total)))
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use usage_layer::Provider;
@@ -85,18 +85,6 @@ fn parse<T: FromStr>(
                 .map_err(|_| AdminError::bad(parameter, format!("not {what}: {value:?}")))
         })
         .transpose()
-}
-
-/// The first instant of `date` in the buckets' zone.
-fn day_start(buckets: &Buckets, date: NaiveDate) -> DateTime<Utc> {
-    // Noon exists on every day in every zone; the day bucket holding it starts at midnight.
-    let noon = buckets
-        .zone()
-        .from_local_datetime(&date.and_time(NaiveTime::from_hms_opt(12, 0, 0).expect("noon")))
-        .earliest()
-        .expect("noon exists")
-        .with_timezone(&Utc);
-    buckets.start(BucketType::Day, noon)
 }
 
 impl UsageParams {
@@ -174,7 +162,7 @@ impl UsageParams {
                 let after_end = end
                     .succ_opt()
                     .ok_or_else(|| AdminError::bad("end_date", "is too far in the future"))?;
-                Ok((day_start(buckets, start), day_start(buckets, after_end)))
+                Ok((buckets.day_start(start), buckets.day_start(after_end)))
             }
             (_, (Some(_), None), _) => {
                 Err(AdminError::bad("end_date", "is required with start_date"))

@@ -1,9 +1,10 @@
 //! Users, their access keys and monthly Bedrock budgets, and the price list.
 //!
 //! Money is integer micro-USD in the database and a decimal string with 6 places here. A
-//! request may give an amount as a string or a number (`"50"`, `"50.5"`, `50`): it is read
-//! from its text, never through a float, and must be ≥ 0 with at most 6 decimals; `null`
-//! is unlimited.
+//! request may give an amount as a string or a number (`"50"`, `"50.5"`, `50`), ≥ 0 with at
+//! most 6 decimals; `null` is unlimited. A string is exact at any size; a JSON number is
+//! parsed by serde_json as a double first, so it is exact only up to about 15 significant
+//! digits — send a string for more.
 //!
 //! Request bodies are strict: malformed JSON and unknown fields are a 400 in the admin
 //! error shape, not axum's plain-text rejection.
@@ -276,7 +277,7 @@ struct AccessKey {
     created_at: DateTime<Utc>,
     /// When it was revoked.
     revoked_at: Option<DateTime<Utc>>,
-    /// Last use (not updated on every request).
+    /// Last use: not recorded yet (always null for now).
     last_used_at: Option<DateTime<Utc>>,
 }
 

@@ -24,7 +24,7 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// When it was revoked.
     pub revoked_at: Option<DateTimeUtc>,
-    /// Last use (not updated on every request).
+    /// Last use: not recorded yet (always null for now).
     pub last_used_at: Option<DateTimeUtc>,
 }
 

@@ -108,6 +108,12 @@ impl PriceCatalog {
         })
     }
 
+    /// The price of a request: its provider and region, and the model that served (else
+    /// the one asked for). `None`: no price is known — never priced as another model.
+    pub fn price_record(&self, record: &crate::record::UsageRecord) -> Option<PriceSnapshot> {
+        self.lookup(&record.provider, record.region.as_deref(), record.model()?)
+    }
+
     /// Every price, as `(provider, region, model key, entry)`, sorted in that order.
     pub fn entries(&self) -> impl Iterator<Item = (&str, &str, &str, &PriceEntry)> {
         self.providers.iter().flat_map(|(provider, prices)| {

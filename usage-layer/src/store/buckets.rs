@@ -121,13 +121,13 @@ impl Buckets {
         match kind {
             BucketType::Minute => at - into_minute,
             BucketType::Hour => at - into_minute - Duration::minutes(local.minute().into()),
-            BucketType::Day => self.midnight(local.date_naive()),
+            BucketType::Day => self.day_start(local.date_naive()),
             BucketType::Week => {
                 let back = local.weekday().days_since(self.week_start);
-                self.midnight(local.date_naive() - Days::new(back.into()))
+                self.day_start(local.date_naive() - Days::new(back.into()))
             }
             BucketType::Month => {
-                self.midnight(local.date_naive().with_day(1).expect("day 1 exists"))
+                self.day_start(local.date_naive().with_day(1).expect("day 1 exists"))
             }
         }
     }
@@ -138,9 +138,9 @@ impl Buckets {
         match kind {
             BucketType::Minute => self.start(kind, start + Duration::minutes(1)),
             BucketType::Hour => self.start(kind, start + Duration::hours(1)),
-            BucketType::Day => self.midnight(date + Days::new(1)),
-            BucketType::Week => self.midnight(date + Days::new(7)),
-            BucketType::Month => self.midnight(date + Months::new(1)),
+            BucketType::Day => self.day_start(date + Days::new(1)),
+            BucketType::Week => self.day_start(date + Days::new(7)),
+            BucketType::Month => self.day_start(date + Months::new(1)),
         }
     }
 
@@ -157,17 +157,15 @@ impl Buckets {
         .take_while(move |&start| start < to)
     }
 
-    /// The first instant of `date` in the zone: midnight, or just after a skipped midnight.
-    fn midnight(&self, date: NaiveDate) -> DateTime<Utc> {
-        let mut time = date.and_hms_opt(0, 0, 0).expect("midnight exists");
-        // Clocks never jump more than a few hours; look forward in 15-minute steps.
-        for _ in 0..16 {
-            if let Some(instant) = self.zone.from_local_datetime(&time).earliest() {
-                return instant.with_timezone(&Utc);
-            }
-            time += Duration::minutes(15);
-        }
-        unreachable!("no valid local time within 4 hours after midnight")
+    /// The first instant of `date` in the zone: midnight, or the first instant after a
+    /// skipped midnight (or after a whole skipped day, as Samoa skipped 2011-12-30).
+    pub fn day_start(&self, date: NaiveDate) -> DateTime<Utc> {
+        let midnight = date.and_hms_opt(0, 0, 0).expect("midnight exists");
+        // Look forward in 15-minute steps, up to two days: no zone has skipped more.
+        (0..192)
+            .map(|step| midnight + Duration::minutes(15 * step))
+            .find_map(|time| self.zone.from_local_datetime(&time).earliest())
+            .map_or_else(|| midnight.and_utc(), |instant| instant.with_timezone(&Utc))
     }
 }
 
@@ -244,6 +242,16 @@ mod tests {
         let santiago = Buckets::new("America/Santiago".parse().unwrap(), Weekday::Mon);
         let start = santiago.start(BucketType::Day, utc(2026, 9, 6, 12, 0, 0));
         assert_eq!(start.with_timezone(&santiago.zone()).hour(), 1);
+    }
+
+    #[test]
+    fn a_skipped_day_starts_with_the_next_one() {
+        let apia = Buckets::new("Pacific/Apia".parse().unwrap(), Weekday::Mon);
+        let skipped = NaiveDate::from_ymd_opt(2011, 12, 30).unwrap();
+        assert_eq!(
+            apia.day_start(skipped),
+            apia.day_start(skipped.succ_opt().unwrap())
+        );
     }
 
     #[test]

@@ -178,9 +178,8 @@ impl Aggregate {
                 );
             }
         }
-        if let Some(cost) = record
-            .model()
-            .and_then(|m| pricing.lookup(&record.provider, record.region.as_deref(), m))
+        if let Some(cost) = pricing
+            .price_record(record)
             .and_then(|price| price.cost(usage).total.to_f64())
         {
             self.add("proxy.cost", Unit::None, &base, cost);

@@ -376,7 +376,23 @@ impl UsageQueries {
                     cost_cache_read_micros: row.try_get("", "cost_cache_read_micros")?,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()
+            // One order on every backend (they sort NULLs differently): unpriced last.
+            .map(|mut costs| {
+                costs.sort_by(|a, b| {
+                    (
+                        &a.provider,
+                        a.pricing_model_id.is_none(),
+                        &a.pricing_model_id,
+                    )
+                        .cmp(&(
+                            &b.provider,
+                            b.pricing_model_id.is_none(),
+                            &b.pricing_model_id,
+                        ))
+                });
+                costs
+            })
     }
 }
 

@@ -153,9 +153,7 @@ impl UsageRow {
     /// usage but no known price is stored unpriced (cost 0) — never priced as another model.
     pub(crate) fn new(record: &UsageRecord, pricing: &PriceCatalog) -> Self {
         let usage = &record.usage;
-        let snapshot = record
-            .model()
-            .and_then(|model| pricing.lookup(&record.provider, record.region.as_deref(), model));
+        let snapshot = pricing.price_record(record);
         let cost = snapshot
             .as_ref()
             .map_or_else(Cost::default, |snapshot| snapshot.cost(usage));
@@ -196,7 +194,7 @@ impl UsageRow {
             requests: 1,
             input: self.input,
             output: self.output,
-            total: self.input + self.output,
+            total: self.input.saturating_add(self.output),
             cache_read: self.cache_read,
             cache_write: self.cache_write,
             cost_micros: micros(self.cost.total),
@@ -279,7 +277,7 @@ impl UsageRow {
             self.output.into(),
             self.cache_read.into(),
             self.cache_write.into(),
-            (self.input + self.output).into(),
+            self.input.saturating_add(self.output).into(),
             micros(self.cost.total).into(),
             snapshot.map(|s| s.region.clone()).into(),
             snapshot.map(|s| s.model_id.clone()).into(),

@@ -114,6 +114,11 @@ impl PlanClient {
         })
     }
 
+    /// How long Plan may take to start answering.
+    pub fn header_timeout(&self) -> Duration {
+        self.header_timeout
+    }
+
     /// Sends `body` to `path_and_query` (e.g. `/v1/messages?beta=true`) with the client's
     /// end-to-end headers; returns Plan's response as it comes, or why there is none.
     pub async fn send(
@@ -179,5 +184,107 @@ mod tests {
         let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
         left.sort_unstable();
         assert_eq!(left, ["anthropic-beta", "x-api-key"]);
+    }
+}
+
+/// What the first event of a Plan stream said.
+#[derive(Debug)]
+pub enum Opening {
+    /// A normal start: the response, its first bytes put back in front of the rest.
+    Fine(Response<axum::body::Body>),
+    /// The stream opened with an `error` event (e.g. `overloaded_error`), or broke before
+    /// its first event: nothing has reached the client, so it can still fall back.
+    Failed {
+        /// The error event's type, or `stream_broken`.
+        reason: String,
+        /// Plan's answer as it came, for when there is no fallback.
+        response: Response<axum::body::Body>,
+    },
+}
+
+/// The most read ahead for the first event: a `message_start` is far smaller.
+const OPENING_LIMIT: usize = 64 * 1024;
+
+/// Reads a Plan stream up to its first complete event (at most 64 KiB, at most `wait`)
+/// to see whether it opens with an `error` event — Anthropic answers 200 and then
+/// `event: error` when it is overloaded mid-request. The bytes read are never lost: they
+/// are sent first in the response either way.
+pub async fn open_stream(response: Response<Incoming>, wait: Duration) -> Opening {
+    use http_body_util::BodyExt;
+
+    let (parts, mut body) = response.into_parts();
+    let mut prefix = Vec::new();
+    let mut scanner = usage_layer::sse::Scanner::new();
+    let read = async {
+        while prefix.len() < OPENING_LIMIT && scanner.usage().stats.events == 0 {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        scanner.feed(data);
+                        prefix.extend_from_slice(data);
+                    }
+                }
+                Some(Err(_)) => return false,
+                None => break,
+            }
+        }
+        true
+    };
+    let intact = tokio::time::timeout(wait, read).await.unwrap_or(true);
+    let error = scanner.usage().error_type.clone();
+    let response = Response::from_parts(
+        parts,
+        axum::body::Body::new(Prefixed::new(Bytes::from(prefix), body)),
+    );
+    match (intact, error) {
+        (false, _) => Opening::Failed {
+            reason: "stream_broken".to_owned(),
+            response,
+        },
+        (true, Some(error)) => Opening::Failed {
+            reason: error,
+            response,
+        },
+        (true, None) => Opening::Fine(response),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A body that yields `prefix` first, then the rest of `inner`.
+    #[derive(Debug)]
+    pub struct Prefixed<B> {
+        prefix: Option<Bytes>,
+        #[pin]
+        inner: B,
+    }
+}
+
+impl<B> Prefixed<B> {
+    /// `prefix`, then `inner`.
+    pub fn new(prefix: Bytes, inner: B) -> Self {
+        Self {
+            prefix: (!prefix.is_empty()).then_some(prefix),
+            inner,
+        }
+    }
+}
+
+impl<B: http_body::Body<Data = Bytes>> http_body::Body for Prefixed<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        match this.prefix.take() {
+            Some(prefix) => std::task::Poll::Ready(Some(Ok(http_body::Frame::data(prefix)))),
+            None => this.inner.poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_none() && self.inner.is_end_stream()
     }
 }

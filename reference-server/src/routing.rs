@@ -25,7 +25,7 @@ use crate::budget::{Budget, BudgetCheck};
 use crate::config::Routing;
 use crate::error::anthropic_error;
 use crate::keys::Authenticated;
-use crate::plan::{PlanClient, PlanFailure};
+use crate::plan::{Opening, PlanClient, PlanFailure, open_stream};
 
 /// Access keys whose Plan requests wait until a `retry-after` has passed.
 #[derive(Debug, Default)]
@@ -193,7 +193,26 @@ impl Router {
             Err(PlanFailure::Connect(_)) => Some("connect_error"),
         };
         let Some(reason) = reason else {
-            return labelled(response_body(plan_answer), Provider::PLAN);
+            let response =
+                plan_answer.expect("only an answer (not a failure) has no fallback reason");
+            if !is_event_stream(response.headers()) {
+                return labelled(response.map(Body::new), Provider::PLAN);
+            }
+            // A stream that opens with an error has sent nothing to the client yet.
+            return match open_stream(response, self.plan.header_timeout()).await {
+                Opening::Fine(response) => labelled(response, Provider::PLAN),
+                Opening::Failed { reason, response } => {
+                    self.fall_back_or(
+                        caller,
+                        target.as_ref(),
+                        headers,
+                        &body,
+                        Cow::Owned(reason),
+                        response,
+                    )
+                    .await
+                }
+            };
         };
         if let Ok(response) = &plan_answer
             && response.status() == StatusCode::TOO_MANY_REQUESTS
@@ -201,20 +220,41 @@ impl Router {
         {
             self.cooldowns.start(caller.key_id, wait);
         }
-        if let Some(target) = &target {
+        self.fall_back_or(
+            caller,
+            target.as_ref(),
+            headers,
+            &body,
+            Cow::Borrowed(reason),
+            response_body(plan_answer),
+        )
+        .await
+    }
+
+    /// Bedrock when it may serve, else Plan's own answer.
+    async fn fall_back_or(
+        &self,
+        caller: &Authenticated,
+        target: Option<&(&Bedrock, String)>,
+        headers: &HeaderMap,
+        body: &Bytes,
+        reason: Cow<'static, str>,
+        plan_answer: Response<Body>,
+    ) -> Response<Body> {
+        if let Some(target) = target {
             let fallback = Fallback {
                 from: Provider::PLAN,
-                reason: Cow::Borrowed(reason),
+                reason: reason.clone(),
             };
             if let Some(response) = self
-                .bedrock_if_budget(caller, target, headers, &body, fallback)
+                .bedrock_if_budget(caller, target, headers, body, fallback)
                 .await
             {
-                tracing::info!(reason, "Plan failed; served by Bedrock");
+                tracing::info!(%reason, "Plan failed; served by Bedrock");
                 return response;
             }
         }
-        labelled(response_body(plan_answer), Provider::PLAN)
+        labelled(plan_answer, Provider::PLAN)
     }
 
     /// Bedrock, if the budget allows it; `None` sends the caller back to Plan's answer.
@@ -297,6 +337,18 @@ impl Router {
         }
         response
     }
+}
+
+fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            value
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        })
 }
 
 /// Every `anthropic-beta` header line, joined with commas (a client may send several).

@@ -663,3 +663,22 @@ async fn a_client_request_id_never_becomes_the_record_key() {
     let rows = proxy.rows().await;
     assert_eq!(rows.len(), 3, "every request is metered");
 }
+
+/// Anthropic may answer 200 and open the stream with `event: error` when overloaded:
+/// nothing has reached the client yet, so Bedrock serves it.
+#[tokio::test]
+async fn a_plan_stream_that_opens_with_an_error_falls_back() {
+    let overloaded = Bytes::from_static(
+        b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
+    );
+    let mut proxy = Proxy::start(PlanReply::Stream(overloaded), Setup::default()).await;
+    let (status, _, body) = proxy.post("/v1/messages", STREAM_REQUEST).await;
+    assert_eq!(status, StatusCode::OK);
+    let seen = usage_of(&body);
+    assert_eq!(seen.error_type, None, "the client never sees Plan's error");
+    assert_eq!(seen.usage.input_tokens, Some(1200), "Bedrock's stream");
+    let rows = proxy.rows().await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].provider, "bedrock");
+    assert_eq!(rows[0].fallback_reason.as_deref(), Some("overloaded_error"));
+}

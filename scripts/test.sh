@@ -55,6 +55,8 @@ moto_port=$(free_port)
 .venv/bin/moto_server -H 127.0.0.1 -p "$moto_port" >"$(mktemp)" 2>&1 &
 moto_pid=$!
 export TEST_MOTO_URL="http://127.0.0.1:$moto_port"
+# moto takes any credentials; the server under test reads them from the default chain.
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
 trap 'kill "$moto_pid" 2>/dev/null' EXIT
 for _ in $(seq 50); do
   python3 -c "import urllib.request as u; u.urlopen('$TEST_MOTO_URL/moto-api/')" 2>/dev/null && break

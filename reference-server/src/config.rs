@@ -226,6 +226,23 @@ pub struct ServeArgs {
     /// The largest request body accepted, in bytes.
     #[arg(long, env = "PROXY_MAX_REQUEST_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_request_bytes: usize,
+    /// Put per-provider metrics to CloudWatch.
+    #[arg(long, env = "PROXY_CLOUDWATCH_METRICS_ENABLED", default_value_t = false, action = clap::ArgAction::Set)]
+    pub cloudwatch_metrics_enabled: bool,
+    /// The CloudWatch namespace.
+    #[arg(long, env = "PROXY_CLOUDWATCH_NAMESPACE", default_value = usage_layer::store::cloudwatch::DEFAULT_NAMESPACE)]
+    pub cloudwatch_namespace: String,
+    /// A CloudWatch endpoint URL (VPC endpoints, tests); region and credentials come from
+    /// the AWS default chain.
+    #[arg(long, env = "PROXY_CLOUDWATCH_ENDPOINT_URL")]
+    pub cloudwatch_endpoint_url: Option<String>,
+    /// Seconds between metric puts: one `PutMetricData` per interval, whatever the traffic.
+    #[arg(
+        long = "cloudwatch-flush-interval",
+        env = "PROXY_CLOUDWATCH_FLUSH_INTERVAL",
+        default_value_t = 60
+    )]
+    pub cloudwatch_flush_interval_secs: u64,
     /// Seconds between usage writes to the database.
     #[arg(
         long = "usage-flush-interval",

@@ -10,8 +10,9 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use usage_layer::pricing::PriceCatalog;
-use usage_layer::sink::{BatchWriter, WriterConfig};
+use usage_layer::sink::{BatchWriter, WriterConfig, WriterHandle};
 use usage_layer::store::Buckets;
+use usage_layer::store::cloudwatch::CloudWatchStore;
 use usage_layer::store::sea_orm::SeaOrmStore;
 
 use crate::app::{AppState, Limits, app};
@@ -76,6 +77,28 @@ async fn shutdown_signal() {
     }
 }
 
+/// The CloudWatch metrics writer: batches of one flush interval, one `PutMetricData` each.
+async fn cloudwatch_writer(
+    args: &ServeArgs,
+    pricing: Arc<PriceCatalog>,
+) -> (BatchWriter, WriterHandle) {
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let mut config = aws_sdk_cloudwatch::config::Builder::from(&shared);
+    if let Some(url) = &args.cloudwatch_endpoint_url {
+        config = config.endpoint_url(url);
+    }
+    let client = aws_sdk_cloudwatch::Client::from_conf(config.build());
+    let store = CloudWatchStore::new(client, args.cloudwatch_namespace.clone(), pricing);
+    let mut writer = WriterConfig::default();
+    writer.flush_interval = Duration::from_secs(args.cloudwatch_flush_interval_secs.max(1));
+    // A flush interval's records make one batch, however many there are.
+    writer.max_batch = usize::MAX;
+    tracing::info!(namespace = %args.cloudwatch_namespace, "CloudWatch metrics on");
+    BatchWriter::spawn(store, writer)
+}
+
 /// Starts the proxy.
 pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
     let (db, hasher) = open_state(&args.state).await?;
@@ -98,7 +121,13 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
     writer_config.flush_interval = Duration::from_secs(args.usage_flush_interval_secs.max(1));
     let (writer, writer_handle) =
         BatchWriter::spawn(SettlingStore::new(store, pending.clone()), writer_config);
-    let sink = (PendingSink(pending.clone()), writer);
+    let (metrics, metrics_handle) = if args.cloudwatch_metrics_enabled {
+        let (sink, handle) = cloudwatch_writer(&args, pricing.clone()).await;
+        (Some(sink), Some(handle))
+    } else {
+        (None, None)
+    };
+    let sink = (PendingSink(pending.clone()), writer, metrics);
 
     let bedrock = if args.bedrock_enabled {
         let mapping =
@@ -162,13 +191,17 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
             .await
             .context("serving")?;
         // Every response is finished: write what they recorded.
-        let stats = writer_handle.shutdown().await?;
-        tracing::info!(
-            written = stats.written,
-            failed = stats.failed,
-            dropped = stats.dropped,
-            "usage writer stopped"
-        );
+        for (writer, name) in [(Some(writer_handle), "usage"), (metrics_handle, "metrics")] {
+            if let Some(writer) = writer {
+                let stats = writer.shutdown().await?;
+                tracing::info!(
+                    written = stats.written,
+                    failed = stats.failed,
+                    dropped = stats.dropped,
+                    "{name} writer stopped"
+                );
+            }
+        }
         Ok(())
     });
     tracing::info!(%addr, "listening");

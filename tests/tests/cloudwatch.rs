@@ -159,3 +159,172 @@ async fn per_provider_series_sum_to_the_records_and_calls_follow_flushes() {
         ["bedrock", "plan"]
     );
 }
+
+/// Sums of a metric over every series with these dimension values (whatever the others).
+async fn sum_over_series(
+    client: &aws_sdk_cloudwatch::Client,
+    namespace: &str,
+    metric: &str,
+    wanted: &[(&str, &str)],
+) -> f64 {
+    let listed = client
+        .list_metrics()
+        .namespace(namespace)
+        .metric_name(metric)
+        .send()
+        .await
+        .unwrap();
+    let mut total = 0.0;
+    for series in listed.metrics() {
+        let dims: Vec<(&str, &str)> = series
+            .dimensions()
+            .iter()
+            .map(|d| (d.name().unwrap_or_default(), d.value().unwrap_or_default()))
+            .collect();
+        if wanted.iter().all(|w| dims.contains(w)) {
+            total += sum(client, namespace, metric, &dims).await;
+        }
+    }
+    total
+}
+
+/// A mixed Plan/Bedrock load through the reference server: per-provider CloudWatch series
+/// sum to the database's totals.
+#[tokio::test]
+async fn the_servers_metrics_per_provider_equal_its_database_totals() {
+    use clap::Parser;
+    use reference_server::config::{Cli, Command, Routing};
+    use reference_server::keys::KeyStore;
+    use reference_server::standins::bedrock::{BedrockStandIn, Reply, stream_reply_for};
+    use reference_server::standins::plan::{PlanReply, PlanStandIn};
+    use sea_orm::{EntityTrait, QueryOrder};
+    use usage_layer::store::sea_orm::entity::token_usage;
+
+    let Some(client) = moto() else { return };
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        // The server takes credentials from the AWS default chain, like in production.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the test script exports moto's credentials"
+        );
+        eprintln!("SKIPPED (CloudWatch, server): AWS_ACCESS_KEY_ID is not set for moto");
+        return;
+    }
+    let fixture = std::fs::read(
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/fixtures/sse/anthropic-sdk-python/tool_use_response.txt"),
+    )
+    .unwrap();
+    let plan = PlanStandIn::start(PlanReply::Stream(bytes::Bytes::from(fixture))).await;
+    plan.queue([
+        PlanReply::error(529, "overloaded_error", "Overloaded"),
+        PlanReply::Stream(bytes::Bytes::new()),
+        PlanReply::error(529, "overloaded_error", "Overloaded"),
+    ]);
+    let bedrock = BedrockStandIn::start().await;
+    bedrock.respond_with(Reply::Stream(stream_reply_for(
+        "claude-sonnet-4-5",
+        1200,
+        345,
+        "Hi",
+    )));
+    let dir = tempfile::tempdir().unwrap();
+    let namespace = format!("UsageServerTest{}", uuid::Uuid::now_v7().simple());
+    let database_url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("proxy.db").display()
+    );
+    let args = [
+        "reference-server".to_owned(),
+        "serve".to_owned(),
+        format!("--database-url={database_url}"),
+        format!("--state-dir={}", dir.path().display()),
+        "--bind=127.0.0.1:0".to_owned(),
+        format!("--plan-api-url={}", plan.url()),
+        format!("--bedrock-endpoint-url={}", bedrock.endpoint_url()),
+        "--bedrock-api-key=test-bedrock-key".to_owned(),
+        "--cloudwatch-metrics-enabled=true".to_owned(),
+        format!("--cloudwatch-namespace={namespace}"),
+        format!(
+            "--cloudwatch-endpoint-url={}",
+            std::env::var("TEST_MOTO_URL").unwrap()
+        ),
+        "--cloudwatch-flush-interval=1".to_owned(),
+    ];
+    let Command::Serve(serve) = Cli::parse_from(args).command else {
+        unreachable!()
+    };
+    let (db, hasher) = reference_server::server::open_state(&serve.state)
+        .await
+        .unwrap();
+    let user = reference_server::users::create(&db, "metrics", None, Routing::PlanFirst)
+        .await
+        .unwrap();
+    let (_, key) = KeyStore::new(db.clone(), hasher)
+        .issue(user, None)
+        .await
+        .unwrap();
+    let server = reference_server::server::start(*serve).await.unwrap();
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    for _ in 0..6 {
+        let response = http
+            .request(
+                http::Request::post(format!(
+                    "http://{}/ak/{}/v1/messages",
+                    server.addr,
+                    key.expose()
+                ))
+                .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                    br#"{"model":"claude-sonnet-4-5","max_tokens":10,"stream":true,"messages":[]}"#,
+                )))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        use http_body_util::BodyExt;
+        let _ = response.into_body().collect().await;
+    }
+    server.stop().await.unwrap(); // writes the database and puts the last metrics
+
+    let rows = token_usage::Entity::find()
+        .order_by_asc(token_usage::Column::Id)
+        .all(&db)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 6);
+    for provider in ["plan", "bedrock"] {
+        let of = |pick: fn(&token_usage::Model) -> i64| -> f64 {
+            rows.iter()
+                .filter(|r| r.provider == provider)
+                .map(pick)
+                .sum::<i64>() as f64
+        };
+        let requests = rows.iter().filter(|r| r.provider == provider).count() as f64;
+        assert!(requests > 0.0, "{provider} served some");
+        let metric = |name, extra: &'static [(&'static str, &'static str)]| {
+            let client = client.clone();
+            let namespace = namespace.clone();
+            async move {
+                let mut wanted = vec![("Provider", provider)];
+                wanted.extend_from_slice(extra);
+                sum_over_series(&client, &namespace, name, &wanted).await
+            }
+        };
+        assert_eq!(
+            metric("proxy.requests", &[]).await,
+            requests,
+            "{provider} requests"
+        );
+        assert_eq!(
+            metric("proxy.tokens", &[("TokenType", "input")]).await,
+            of(|r| r.input_tokens),
+            "{provider} input"
+        );
+        assert_eq!(
+            metric("proxy.tokens", &[("TokenType", "output")]).await,
+            of(|r| r.output_tokens),
+            "{provider} output"
+        );
+    }
+}

@@ -59,6 +59,15 @@ impl<T: UsageSink + ?Sized> UsageSink for Arc<T> {
     }
 }
 
+/// `None` drops every record: a sink that is configured off.
+impl<T: UsageSink> UsageSink for Option<T> {
+    fn record(&self, record: UsageRecord) {
+        if let Some(sink) = self {
+            sink.record(record);
+        }
+    }
+}
+
 /// A sink that drops every record.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoopSink;

@@ -95,6 +95,9 @@ async fn cloudwatch_writer(
     writer.flush_interval = Duration::from_secs(args.cloudwatch_flush_interval_secs.max(1));
     // A flush interval's records make one batch, however many there are.
     writer.max_batch = usize::MAX;
+    // An outage loses nothing the queue can hold: retry until CloudWatch is back (the
+    // queue, bounded, counts what it has to refuse meanwhile).
+    writer.max_attempts = u32::MAX;
     tracing::info!(namespace = %args.cloudwatch_namespace, "CloudWatch metrics on");
     BatchWriter::spawn(store, writer)
 }
@@ -191,9 +194,20 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
             .await
             .context("serving")?;
         // Every response is finished: write what they recorded.
-        for (writer, name) in [(Some(writer_handle), "usage"), (metrics_handle, "metrics")] {
+        // Metrics retry for ever: during an outage, stopping must still end.
+        let writers = [
+            (Some(writer_handle), "usage", Duration::MAX),
+            (metrics_handle, "metrics", Duration::from_secs(15)),
+        ];
+        for (writer, name, limit) in writers {
             if let Some(writer) = writer {
-                let stats = writer.shutdown().await?;
+                let Ok(stopped) = tokio::time::timeout(limit, writer.shutdown()).await else {
+                    tracing::warn!(
+                        "{name} writer not drained within {limit:?}: stopping without it"
+                    );
+                    continue;
+                };
+                let stats = stopped?;
                 tracing::info!(
                     written = stats.written,
                     failed = stats.failed,

@@ -14,7 +14,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use usage_layer::Provider;
-use usage_layer::store::sea_orm::{BucketRange, ModelCost, Totals, UsageFilter};
+use usage_layer::store::sea_orm::{BucketRange, ModelCost, Totals, UsageFilter, UserTotals};
 use usage_layer::store::{BucketType, Buckets};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -391,6 +391,21 @@ async fn names(state: &AppState, ids: &[Uuid]) -> Result<HashMap<Uuid, String>, 
         .collect())
 }
 
+/// The query's top users (by cost, then tokens) and their names.
+async fn top(
+    state: &AppState,
+    params: &UsageParams,
+) -> Result<(UsageQuery, Vec<UserTotals>, HashMap<Uuid, String>), AdminError> {
+    let query = params.validate(state.queries.buckets())?;
+    let top = state
+        .queries
+        .top_users(&query.range, &query.filter, query.limit)
+        .await?;
+    let ids: Vec<Uuid> = top.iter().map(|user| user.user_id).collect();
+    let names = names(state, &ids).await?;
+    Ok((query, top, names))
+}
+
 /// The users with the highest cost (then most tokens) in the range.
 #[utoipa::path(
     get,
@@ -407,13 +422,7 @@ async fn top_users(
     State(state): State<Arc<AppState>>,
     AdminQuery(params): AdminQuery<UsageParams>,
 ) -> Result<Json<TopUsersJson>, AdminError> {
-    let query = params.validate(state.queries.buckets())?;
-    let top = state
-        .queries
-        .top_users(&query.range, &query.filter, query.limit)
-        .await?;
-    let ids: Vec<Uuid> = top.iter().map(|user| user.user_id).collect();
-    let mut names = names(&state, &ids).await?;
+    let (query, top, mut names) = top(&state, &params).await?;
     Ok(Json(TopUsersJson {
         range: RangeJson::of(&query),
         users: top
@@ -460,13 +469,8 @@ async fn top_users_series(
     State(state): State<Arc<AppState>>,
     AdminQuery(params): AdminQuery<UsageParams>,
 ) -> Result<Json<TopUsersSeriesJson>, AdminError> {
-    let query = params.validate(state.queries.buckets())?;
-    let top = state
-        .queries
-        .top_users(&query.range, &query.filter, query.limit)
-        .await?;
+    let (query, top, mut names) = top(&state, &params).await?;
     let ids: Vec<Uuid> = top.iter().map(|user| user.user_id).collect();
-    let mut names = names(&state, &ids).await?;
     let series = state
         .queries
         .user_series(&query.range, &query.filter, &ids)

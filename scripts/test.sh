@@ -42,13 +42,17 @@ MSG
   unset TEST_DATABASE_URL
 fi
 
-step "Python tools (venv): schemathesis, moto"
+step "Python tools (venv): schemathesis, moto, the official Anthropic SDK"
 # Pinned, in a venv of the repository (.venv, not committed).
-if [ ! -x .venv/bin/schemathesis ] || [ ! -x .venv/bin/moto_server ]; then
-  python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check \
-    "schemathesis==4.32.5" "moto[server]==5.2.5"
-fi
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install --quiet --disable-pip-version-check \
+  "schemathesis==4.32.5" "moto[server]==5.2.5" -r tests/sdk/python/requirements.txt
+.venv/bin/python -c 'import anthropic; print("anthropic (Python SDK)", anthropic.__version__)'
+
+step "Node: the official Anthropic TypeScript SDK (npm ci, from the lockfile)"
+command -v node >/dev/null || { echo "ERROR: node is required for the TypeScript SDK tests" >&2; exit 1; }
+npm ci --prefix tests/sdk/node --no-audit --no-fund --loglevel=error
+(cd tests/sdk/node && node -e 'import("@anthropic-ai/sdk/version").then((m) => console.log("@anthropic-ai/sdk (TypeScript SDK)", m.VERSION))')
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 # moto server: a real CloudWatch API on loopback for the CloudWatch store's tests.
 moto_port=$(free_port)

@@ -6,6 +6,9 @@
 //! stderr — unless `CI` or `REQUIRE_POSTGRES` is set, where a missing or unreachable
 //! Postgres fails the test.
 
+pub mod proxy;
+pub mod sdk;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

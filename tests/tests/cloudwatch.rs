@@ -192,13 +192,9 @@ async fn sum_over_series(
 /// sum to the database's totals.
 #[tokio::test]
 async fn the_servers_metrics_per_provider_equal_its_database_totals() {
-    use clap::Parser;
-    use reference_server::config::{Cli, Command, Routing};
-    use reference_server::keys::KeyStore;
-    use reference_server::standins::bedrock::{BedrockStandIn, Reply, stream_reply_for};
-    use reference_server::standins::plan::{PlanReply, PlanStandIn};
-    use sea_orm::{EntityTrait, QueryOrder};
+    use reference_server::standins::plan::PlanReply;
     use usage_layer::store::sea_orm::entity::token_usage;
+    use usage_tests::proxy::{Proxy, Setup, fixture};
 
     let Some(client) = moto() else { return };
     if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
@@ -210,88 +206,41 @@ async fn the_servers_metrics_per_provider_equal_its_database_totals() {
         eprintln!("SKIPPED (CloudWatch, server): AWS_ACCESS_KEY_ID is not set for moto");
         return;
     }
-    let fixture = std::fs::read(
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/fixtures/sse/anthropic-sdk-python/tool_use_response.txt"),
-    )
-    .unwrap();
-    let plan = PlanStandIn::start(PlanReply::Stream(bytes::Bytes::from(fixture))).await;
-    plan.queue([
+    let namespace = format!("UsageServerTest{}", uuid::Uuid::now_v7().simple());
+    let setup = Setup {
+        extra_args: vec![
+            "--cloudwatch-metrics-enabled=true".to_owned(),
+            format!("--cloudwatch-namespace={namespace}"),
+            format!(
+                "--cloudwatch-endpoint-url={}",
+                std::env::var("TEST_MOTO_URL").unwrap()
+            ),
+            "--cloudwatch-flush-interval=1".to_owned(),
+        ],
+        ..Setup::default()
+    };
+    let mut proxy = Proxy::start(PlanReply::Stream(fixture("tool_use_response.txt")), setup).await;
+    proxy.plan.queue([
         PlanReply::error(529, "overloaded_error", "Overloaded"),
         PlanReply::Stream(bytes::Bytes::new()),
         PlanReply::error(529, "overloaded_error", "Overloaded"),
     ]);
-    let bedrock = BedrockStandIn::start().await;
-    bedrock.respond_with(Reply::Stream(stream_reply_for(
-        "claude-sonnet-4-5",
-        1200,
-        345,
-        "Hi",
-    )));
-    let dir = tempfile::tempdir().unwrap();
-    let namespace = format!("UsageServerTest{}", uuid::Uuid::now_v7().simple());
-    let database_url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("proxy.db").display()
-    );
-    let args = [
-        "reference-server".to_owned(),
-        "serve".to_owned(),
-        format!("--database-url={database_url}"),
-        format!("--state-dir={}", dir.path().display()),
-        "--bind=127.0.0.1:0".to_owned(),
-        format!("--plan-api-url={}", plan.url()),
-        format!("--bedrock-endpoint-url={}", bedrock.endpoint_url()),
-        "--bedrock-api-key=test-bedrock-key".to_owned(),
-        "--cloudwatch-metrics-enabled=true".to_owned(),
-        format!("--cloudwatch-namespace={namespace}"),
-        format!(
-            "--cloudwatch-endpoint-url={}",
-            std::env::var("TEST_MOTO_URL").unwrap()
-        ),
-        "--cloudwatch-flush-interval=1".to_owned(),
-    ];
-    let Command::Serve(serve) = Cli::parse_from(args).command else {
-        unreachable!()
-    };
-    let (db, hasher) = reference_server::server::open_state(&serve.state)
-        .await
-        .unwrap();
-    let user = reference_server::users::create(&db, "metrics", None, Routing::PlanFirst)
-        .await
-        .unwrap();
-    let (_, key) = KeyStore::new(db.clone(), hasher)
-        .issue(user, None)
-        .await
-        .unwrap();
-    let server = reference_server::server::start(*serve).await.unwrap();
-    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Full<bytes::Bytes>>();
     for _ in 0..6 {
-        let response = http
+        let response = usage_tests::proxy::client()
             .request(
-                http::Request::post(format!(
-                    "http://{}/ak/{}/v1/messages",
-                    server.addr,
-                    key.expose()
-                ))
-                .body(http_body_util::Full::new(bytes::Bytes::from_static(
-                    br#"{"model":"claude-sonnet-4-5","max_tokens":10,"stream":true,"messages":[]}"#,
-                )))
-                .unwrap(),
+                http::Request::post(proxy.url("/v1/messages"))
+                    .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                        br#"{"model":"claude-sonnet-4-5","max_tokens":10,"stream":true,"messages":[]}"#,
+                    )))
+                    .unwrap(),
             )
             .await
             .unwrap();
         use http_body_util::BodyExt;
         let _ = response.into_body().collect().await;
     }
-    server.stop().await.unwrap(); // writes the database and puts the last metrics
-
-    let rows = token_usage::Entity::find()
-        .order_by_asc(token_usage::Column::Id)
-        .all(&db)
-        .await
-        .unwrap();
+    // Stopping the server writes the database and puts the last metrics.
+    let rows = proxy.rows().await;
     assert_eq!(rows.len(), 6);
     for provider in ["plan", "bedrock"] {
         let of = |pick: fn(&token_usage::Model) -> i64| -> f64 {

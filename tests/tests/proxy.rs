@@ -5,163 +5,17 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use clap::Parser;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use reference_server::config::{Cli, Command, Routing};
-use reference_server::keys::{KeyHasher, KeyStore};
-use reference_server::server::{Server, open_state, start};
-use reference_server::standins::bedrock::{BedrockStandIn, Reply, stream_reply_for};
-use reference_server::standins::plan::{PlanReply, PlanStandIn};
-use sea_orm::{Database, EntityTrait, QueryOrder};
+use reference_server::config::Routing;
+use reference_server::standins::bedrock::Reply;
+use reference_server::standins::plan::PlanReply;
+use sea_orm::{Database, EntityTrait};
 use usage_layer::sse::Scanner;
-use usage_layer::store::sea_orm::entity::token_usage;
-use uuid::Uuid;
+use usage_tests::proxy::{Proxy, Setup, client, fixture};
 
 const STREAM_REQUEST: &str = r#"{"model":"claude-sonnet-4-5-20250929","max_tokens":1024,"stream":true,"messages":[{"role":"user","content":"Hello"}],"metadata":{"user_id":"u-1"},"future_field":{"kept":[1,2,3]}}"#;
 const JSON_REQUEST: &str = r#"{"model":"claude-sonnet-4-5-20250929","max_tokens":64,"messages":[{"role":"user","content":"Hi"}]}"#;
-
-fn fixture(name: &str) -> Bytes {
-    let dir = std::env::var_os("USAGE_FIXTURES_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
-        });
-    Bytes::from(std::fs::read(dir.join("sse/anthropic-sdk-python").join(name)).expect("fixture"))
-}
-
-struct Proxy {
-    server: Option<Server>,
-    plan: PlanStandIn,
-    bedrock: BedrockStandIn,
-    database_url: String,
-    key: String,
-    user: Uuid,
-    _dir: tempfile::TempDir,
-}
-
-struct Setup {
-    /// Plan's URL instead of the stand-in's (e.g. a port nobody listens on).
-    plan_url: Option<String>,
-    max_request_bytes: usize,
-    routing: Routing,
-    budget_usd: Option<rust_decimal::Decimal>,
-    plan_header_timeout_secs: u64,
-}
-
-impl Default for Setup {
-    fn default() -> Self {
-        Self {
-            plan_url: None,
-            max_request_bytes: 1 << 20,
-            routing: Routing::PlanFirst,
-            budget_usd: None,
-            plan_header_timeout_secs: 5,
-        }
-    }
-}
-
-impl Proxy {
-    async fn start(plan_reply: PlanReply, setup: Setup) -> Self {
-        let plan = PlanStandIn::start(plan_reply).await;
-        let bedrock = BedrockStandIn::start().await;
-        bedrock.respond_with(Reply::Stream(stream_reply_for(
-            "claude-sonnet-4-5",
-            1200,
-            345,
-            "Hello from Bedrock",
-        )));
-        let dir = tempfile::tempdir().unwrap();
-        let database_url = format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("proxy.db").display()
-        );
-        let args = [
-            "reference-server".to_owned(),
-            "serve".to_owned(),
-            format!("--database-url={database_url}"),
-            format!("--state-dir={}", dir.path().display()),
-            "--bind=127.0.0.1:0".to_owned(),
-            format!(
-                "--plan-api-url={}",
-                setup.plan_url.clone().unwrap_or_else(|| plan.url())
-            ),
-            format!("--bedrock-endpoint-url={}", bedrock.endpoint_url()),
-            "--bedrock-region=us-east-1".to_owned(),
-            "--bedrock-api-key=test-bedrock-key".to_owned(),
-            format!("--plan-header-timeout={}", setup.plan_header_timeout_secs),
-            "--usage-flush-interval=1".to_owned(),
-            format!("--max-request-bytes={}", setup.max_request_bytes),
-        ];
-        let Command::Serve(serve) = Cli::parse_from(args).command else {
-            unreachable!()
-        };
-        let (db, hasher): (_, KeyHasher) = open_state(&serve.state).await.unwrap();
-        let user =
-            reference_server::users::create(&db, "test user", setup.budget_usd, setup.routing)
-                .await
-                .unwrap();
-        let (_, key) = KeyStore::new(db, hasher).issue(user, None).await.unwrap();
-        let server = start(*serve).await.unwrap();
-        Self {
-            server: Some(server),
-            plan,
-            bedrock,
-            database_url,
-            key: key.expose().to_owned(),
-            user,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!(
-            "http://{}/ak/{}{path}",
-            self.server.as_ref().unwrap().addr,
-            self.key
-        )
-    }
-
-    async fn post(&self, path: &str, body: &'static str) -> (StatusCode, http::HeaderMap, Bytes) {
-        let response = client()
-            .request(
-                Request::post(self.url(path))
-                    .header("content-type", "application/json")
-                    .header("anthropic-version", "2023-06-01")
-                    .header("anthropic-beta", "interleaved-thinking-2025-05-14")
-                    .header("x-api-key", "sk-ant-client-key")
-                    .header("accept-encoding", "gzip")
-                    .body(Full::new(Bytes::from_static(body.as_bytes())))
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        let (parts, body) = response.into_parts();
-        (
-            parts.status,
-            parts.headers,
-            body.collect().await.unwrap().to_bytes(),
-        )
-    }
-
-    /// Stops the server (writing all usage) and reads the rows.
-    async fn rows(&mut self) -> Vec<token_usage::Model> {
-        self.server.take().unwrap().stop().await.unwrap();
-        let db = Database::connect(&self.database_url).await.unwrap();
-        token_usage::Entity::find()
-            .order_by_asc(token_usage::Column::Id)
-            .all(&db)
-            .await
-            .unwrap()
-    }
-}
-
-fn client() -> Client<HttpConnector, Full<Bytes>> {
-    Client::builder(TokioExecutor::new()).build_http()
-}
 
 fn usage_of(sse: &[u8]) -> usage_layer::anthropic::BodyUsage {
     let mut scanner = Scanner::new();

@@ -1,0 +1,227 @@
+//! The reference server under test: started in-process on loopback with a Plan stand-in and
+//! a Bedrock stand-in (that the real AWS SDK talks to) behind it, one user and one access
+//! key, and the usage rows it wrote, read back after a clean stop.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use clap::Parser;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use reference_server::config::{Cli, Command, Routing};
+use reference_server::keys::{KeyHasher, KeyStore};
+use reference_server::server::{Server, open_state, start};
+use reference_server::standins::bedrock::{BedrockStandIn, Reply, stream_reply_for};
+use reference_server::standins::plan::{PlanReply, PlanStandIn};
+use sea_orm::{Database, EntityTrait, QueryOrder};
+use usage_layer::store::sea_orm::entity::token_usage;
+use uuid::Uuid;
+
+/// The directory of the shared SSE fixtures (`USAGE_FIXTURES_DIR`, else `../shared/fixtures`
+/// beside the repository).
+pub fn fixtures_dir() -> PathBuf {
+    std::env::var_os("USAGE_FIXTURES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"))
+}
+
+/// One of the official SDK's SSE fixtures, by file name.
+pub fn fixture(name: &str) -> Bytes {
+    let path = fixtures_dir().join("sse/anthropic-sdk-python").join(name);
+    let bytes = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("fixture {} cannot be read: {e}", path.display()));
+    Bytes::from(bytes)
+}
+
+/// The file names of all SSE fixtures, sorted.
+pub fn fixture_names() -> Vec<String> {
+    let dir = fixtures_dir().join("sse/anthropic-sdk-python");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("fixtures at {} cannot be listed: {e}", dir.display()))
+        .map(|entry| {
+            entry
+                .expect("directory entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.ends_with(".txt"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// How to start the server.
+#[derive(Debug)]
+pub struct Setup {
+    /// Plan's URL instead of the stand-in's (e.g. a port nobody listens on).
+    pub plan_url: Option<String>,
+    /// `--max-request-bytes`.
+    pub max_request_bytes: usize,
+    /// The test user's routing.
+    pub routing: Routing,
+    /// The test user's Bedrock budget.
+    pub budget_usd: Option<rust_decimal::Decimal>,
+    /// `--plan-header-timeout`, seconds.
+    pub plan_header_timeout_secs: u64,
+    /// More `serve` arguments (`--name=value`).
+    pub extra_args: Vec<String>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            plan_url: None,
+            max_request_bytes: 1 << 20,
+            routing: Routing::PlanFirst,
+            budget_usd: None,
+            plan_header_timeout_secs: 5,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// A running reference server with its stand-ins, on a SQLite file of its own.
+#[derive(Debug)]
+pub struct Proxy {
+    /// The server; `None` once stopped.
+    pub server: Option<Server>,
+    /// The Plan stand-in behind it.
+    pub plan: PlanStandIn,
+    /// The Bedrock stand-in behind it.
+    pub bedrock: BedrockStandIn,
+    /// The server's database.
+    pub database_url: String,
+    /// The test user's access key, in clear.
+    pub key: String,
+    /// The test user.
+    pub user: Uuid,
+    _dir: tempfile::TempDir,
+}
+
+impl Proxy {
+    /// Starts the stand-ins (Plan answering `plan_reply`, Bedrock streaming 1,200 in and 345
+    /// out) and the server, and issues the test user a key.
+    pub async fn start(plan_reply: PlanReply, setup: Setup) -> Self {
+        let plan = PlanStandIn::start(plan_reply).await;
+        let bedrock = BedrockStandIn::start().await;
+        bedrock.respond_with(Reply::Stream(stream_reply_for(
+            "claude-sonnet-4-5",
+            1200,
+            345,
+            "Hello from Bedrock",
+        )));
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let database_url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("proxy.db").display()
+        );
+        let args = vec![
+            "reference-server".to_owned(),
+            "serve".to_owned(),
+            format!("--database-url={database_url}"),
+            format!("--state-dir={}", dir.path().display()),
+            "--bind=127.0.0.1:0".to_owned(),
+            format!(
+                "--plan-api-url={}",
+                setup.plan_url.clone().unwrap_or_else(|| plan.url())
+            ),
+            format!("--bedrock-endpoint-url={}", bedrock.endpoint_url()),
+            "--bedrock-region=us-east-1".to_owned(),
+            "--bedrock-api-key=test-bedrock-key".to_owned(),
+            format!("--plan-header-timeout={}", setup.plan_header_timeout_secs),
+            "--usage-flush-interval=1".to_owned(),
+            format!("--max-request-bytes={}", setup.max_request_bytes),
+        ];
+        let args = args.into_iter().chain(setup.extra_args);
+        let Command::Serve(serve) = Cli::parse_from(args).command else {
+            unreachable!("a serve command")
+        };
+        let (db, hasher): (_, KeyHasher) = open_state(&serve.state).await.expect("state");
+        let user =
+            reference_server::users::create(&db, "test user", setup.budget_usd, setup.routing)
+                .await
+                .expect("user");
+        let (_, key) = KeyStore::new(db, hasher)
+            .issue(user, None)
+            .await
+            .expect("key");
+        let server = start(*serve).await.expect("server");
+        Self {
+            server: Some(server),
+            plan,
+            bedrock,
+            database_url,
+            key: key.expose().to_owned(),
+            user,
+            _dir: dir,
+        }
+    }
+
+    /// The base URL a client is given: `http://ADDR/ak/KEY`.
+    pub fn base_url(&self) -> String {
+        format!(
+            "http://{}/ak/{}",
+            self.server.as_ref().expect("running").addr,
+            self.key
+        )
+    }
+
+    /// `base_url()` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url())
+    }
+
+    /// POSTs `body` with the headers an Anthropic client sends; the whole answer.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &'static str,
+    ) -> (StatusCode, http::HeaderMap, Bytes) {
+        let response = client()
+            .request(
+                Request::post(self.url(path))
+                    .header("content-type", "application/json")
+                    .header("anthropic-version", "2023-06-01")
+                    .header("anthropic-beta", "interleaved-thinking-2025-05-14")
+                    .header("x-api-key", "sk-ant-client-key")
+                    .header("accept-encoding", "gzip")
+                    .body(Full::new(Bytes::from_static(body.as_bytes())))
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        let (parts, body) = response.into_parts();
+        (
+            parts.status,
+            parts.headers,
+            body.collect().await.expect("body").to_bytes(),
+        )
+    }
+
+    /// Stops the server (writing all usage) and reads the rows, in insertion order.
+    pub async fn rows(&mut self) -> Vec<token_usage::Model> {
+        self.server
+            .take()
+            .expect("running")
+            .stop()
+            .await
+            .expect("clean stop");
+        let db = Database::connect(&self.database_url)
+            .await
+            .expect("database");
+        token_usage::Entity::find()
+            .order_by_asc(token_usage::Column::Id)
+            .all(&db)
+            .await
+            .expect("rows")
+    }
+}
+
+/// A plain HTTP/1 client.
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}

@@ -137,6 +137,15 @@ pub struct StateArgs {
     /// The access-key hashing secret; generated and kept in the state directory when absent.
     #[arg(long, env = "PROXY_KEY_HASHER_SECRET", hide_env_values = true)]
     pub key_hasher_secret: Option<Secret>,
+    /// Earlier hashing secrets, comma-separated, while rotating: keys hashed with them are
+    /// still accepted and re-hashed with the current secret on first use.
+    #[arg(
+        long,
+        env = "PROXY_KEY_HASHER_PREVIOUS_SECRETS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub key_hasher_previous_secrets: Vec<Secret>,
     /// Where generated secrets are kept (files with mode 0600).
     #[arg(long, env = "PROXY_STATE_DIR", default_value = ".")]
     pub state_dir: PathBuf,

@@ -1,5 +1,9 @@
 //! Access keys: `ak_` + 32 random bytes (base64url), stored only as HMAC-SHA256 with a
 //! server secret, shown once.
+//!
+//! The secret can be rotated without re-issuing keys: given the previous secrets too, a
+//! key that only matches under a previous one is accepted and its stored hash replaced with
+//! the current secret's (re-hashed on first use).
 
 use std::fmt;
 
@@ -8,6 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
+use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -64,6 +69,8 @@ impl fmt::Debug for RawKey {
 #[derive(Clone)]
 pub struct KeyHasher {
     secret: Vec<u8>,
+    /// Secrets being rotated out: still accepted, never used for new hashes.
+    previous: Vec<Vec<u8>>,
 }
 
 impl fmt::Debug for KeyHasher {
@@ -77,20 +84,41 @@ impl KeyHasher {
     pub fn new(secret: impl Into<Vec<u8>>) -> Self {
         Self {
             secret: secret.into(),
+            previous: Vec::new(),
         }
+    }
+
+    /// Also accepts keys hashed with these earlier secrets (while rotating).
+    pub fn with_previous(mut self, previous: impl IntoIterator<Item = Vec<u8>>) -> Self {
+        self.previous = previous
+            .into_iter()
+            .filter(|old| !old.is_empty() && *old != self.secret)
+            .collect();
+        self
     }
 
     /// The stored form of a key: lowercase hex of its HMAC.
     pub fn hash(&self, key: &RawKey) -> String {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length");
-        mac.update(key.0.as_bytes());
-        mac.finalize()
-            .into_bytes()
+        hash_with(&self.secret, key)
+    }
+
+    /// The key's hashes under the previous secrets.
+    fn previous_hashes(&self, key: &RawKey) -> Vec<String> {
+        self.previous
             .iter()
-            .map(|b| format!("{b:02x}"))
+            .map(|old| hash_with(old, key))
             .collect()
     }
+}
+
+fn hash_with(secret: &[u8], key: &RawKey) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(key.0.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// An authenticated caller: the key and its active owner.
@@ -121,25 +149,52 @@ impl KeyStore {
             return Ok(None);
         };
         let hash = self.hasher.hash(&key);
+        if let Some((_, found)) = self.find(&hash).await? {
+            return Ok(found);
+        }
+        for old in self.hasher.previous_hashes(&key) {
+            if let Some((key_id, found)) = self.find(&old).await? {
+                // Known under a secret being rotated out: store the current secret's hash.
+                access_keys::Entity::update_many()
+                    .col_expr(access_keys::Column::KeyHash, Expr::value(hash.as_str()))
+                    .filter(access_keys::Column::Id.eq(key_id))
+                    .filter(access_keys::Column::KeyHash.eq(old.as_str()))
+                    .exec(&self.db)
+                    .await?;
+                tracing::info!(
+                    prefix = key.prefix(),
+                    "access key re-hashed with the current secret"
+                );
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The key stored with `hash`: its id, and the caller if it and its user are active.
+    async fn find(&self, hash: &str) -> Result<Option<(Uuid, Option<Authenticated>)>, DbErr> {
         let found = access_keys::Entity::find()
-            .filter(access_keys::Column::KeyHash.eq(hash.as_str()))
+            .filter(access_keys::Column::KeyHash.eq(hash))
             .find_also_related(users::Entity)
             .one(&self.db)
             .await?;
-        Ok(match found {
-            // The lookup matched by hash; compare again in constant time all the same.
-            Some((key, Some(user)))
-                if bool::from(key.key_hash.as_bytes().ct_eq(hash.as_bytes()))
-                    && key.is_active
-                    && user.is_active =>
-            {
-                Some(Authenticated {
-                    key_id: key.id,
-                    user,
-                })
-            }
-            _ => None,
-        })
+        Ok(found.map(|(key, user)| {
+            let caller = match user {
+                // The lookup matched by hash; compare again in constant time all the same.
+                Some(user)
+                    if bool::from(key.key_hash.as_bytes().ct_eq(hash.as_bytes()))
+                        && key.is_active
+                        && user.is_active =>
+                {
+                    Some(Authenticated {
+                        key_id: key.id,
+                        user,
+                    })
+                }
+                _ => None,
+            };
+            (key.id, caller)
+        }))
     }
 
     /// Issues a new key for `user_id`; returns its id and the raw key (shown once).

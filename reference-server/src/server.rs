@@ -40,7 +40,14 @@ pub async fn open_state(state: &StateArgs) -> anyhow::Result<(DatabaseConnection
         state.key_hasher_secret.as_ref().map(Secret::expose),
         "access-key hashing secret",
     )?;
-    Ok((db, KeyHasher::new(secret.into_bytes())))
+    let previous = state
+        .key_hasher_previous_secrets
+        .iter()
+        .map(|old| old.expose().trim().as_bytes().to_vec());
+    Ok((
+        db,
+        KeyHasher::new(secret.into_bytes()).with_previous(previous),
+    ))
 }
 
 /// A running proxy.

@@ -54,6 +54,12 @@ pub fn fixture_names() -> Vec<String> {
     names
 }
 
+/// The Bedrock API key the server is given (a secret: it must never be logged).
+pub const BEDROCK_API_KEY: &str = "bedrock-api-key-7Qz9XvK2mW4pL8nR";
+
+/// The Anthropic API key [`Proxy::post`] sends as `x-api-key` (forwarded to Plan; a secret).
+pub const CLIENT_API_KEY: &str = "sk-ant-api03-client-Jr5tYb3Nq8Hc1Fw6";
+
 /// How to start the server.
 #[derive(Debug)]
 pub struct Setup {
@@ -131,7 +137,7 @@ impl Proxy {
             ),
             format!("--bedrock-endpoint-url={}", bedrock.endpoint_url()),
             "--bedrock-region=us-east-1".to_owned(),
-            "--bedrock-api-key=test-bedrock-key".to_owned(),
+            format!("--bedrock-api-key={BEDROCK_API_KEY}"),
             format!("--plan-header-timeout={}", setup.plan_header_timeout_secs),
             "--usage-flush-interval=1".to_owned(),
             format!("--max-request-bytes={}", setup.max_request_bytes),
@@ -187,7 +193,7 @@ impl Proxy {
                     .header("content-type", "application/json")
                     .header("anthropic-version", "2023-06-01")
                     .header("anthropic-beta", "interleaved-thinking-2025-05-14")
-                    .header("x-api-key", "sk-ant-client-key")
+                    .header("x-api-key", CLIENT_API_KEY)
                     .header("accept-encoding", "gzip")
                     .body(Full::new(Bytes::from_static(body.as_bytes())))
                     .expect("request"),

@@ -458,6 +458,94 @@ async fn unknown_ids_are_404() {
     }
 }
 
+/// Rotating the hashing secret: started with the new secret and the old one as "previous",
+/// keys issued under the old one still work and are re-hashed on first use; once the old
+/// secret is dropped, re-hashed keys go on working and the old secret alone opens nothing.
+#[tokio::test]
+async fn the_hashing_secret_rotates_without_reissuing_keys() {
+    let admin = Admin::start().await;
+    let user = admin.create_user(json!({ "name": "Ada" })).await;
+    let keys_path = format!("/admin/users/{}/keys", id(&user));
+    let used = admin
+        .ok(Method::POST, &keys_path, None, StatusCode::CREATED)
+        .await;
+    let unused = admin
+        .ok(Method::POST, &keys_path, None, StatusCode::CREATED)
+        .await;
+    let revoked = admin
+        .ok(Method::POST, &keys_path, None, StatusCode::CREATED)
+        .await;
+    admin
+        .ok(
+            Method::POST,
+            &format!("/admin/keys/{}/revoke", id(&revoked)),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    let old = std::fs::read_to_string(admin.serve.state.state_dir.join("key-hasher-secret"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let store_with = |secret: &str, previous: &[&str]| {
+        let mut state = admin.serve.state.clone();
+        state.key_hasher_secret = Some(secret.parse().unwrap());
+        state.key_hasher_previous_secrets =
+            previous.iter().map(|old| old.parse().unwrap()).collect();
+        async move {
+            let (db, hasher) = open_state(&state).await.unwrap();
+            KeyStore::new(db, hasher)
+        }
+    };
+    let key = |json: &Value| json["key"].as_str().unwrap().to_owned();
+
+    let rotating = store_with("the-new-secret-0123456789abcdef", &[&old]).await;
+    let found = rotating.authenticate(&key(&used)).await.unwrap();
+    assert_eq!(
+        found.map(|a| a.key_id.to_string()),
+        Some(id(&used).to_owned())
+    );
+    assert!(
+        rotating
+            .authenticate(&key(&revoked))
+            .await
+            .unwrap()
+            .is_none(),
+        "still revoked"
+    );
+
+    let rotated = store_with("the-new-secret-0123456789abcdef", &[]).await;
+    assert!(
+        rotated.authenticate(&key(&used)).await.unwrap().is_some(),
+        "re-hashed on use"
+    );
+    assert!(
+        rotated.authenticate(&key(&unused)).await.unwrap().is_none(),
+        "a key not used during the rotation needs the old secret"
+    );
+    let old_only = store_with(&old, &[]).await;
+    assert!(old_only.authenticate(&key(&used)).await.unwrap().is_none());
+    assert!(
+        old_only
+            .authenticate(&key(&unused))
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // From the environment: comma-separated, never shown.
+    let args = [
+        "reference-server",
+        "serve",
+        "--key-hasher-previous-secrets=one,two",
+    ];
+    let Command::Serve(serve) = Cli::parse_from(args).command else {
+        unreachable!()
+    };
+    assert_eq!(serve.state.key_hasher_previous_secrets.len(), 2);
+    assert!(!format!("{serve:?}").contains("one,two"));
+}
+
 #[tokio::test]
 async fn keys_are_shown_once_and_revocation_is_idempotent() {
     let admin = Admin::start().await;

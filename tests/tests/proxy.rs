@@ -12,7 +12,7 @@ use reference_server::standins::bedrock::Reply;
 use reference_server::standins::plan::PlanReply;
 use sea_orm::{Database, EntityTrait};
 use usage_layer::sse::Scanner;
-use usage_tests::proxy::{Proxy, Setup, client, fixture};
+use usage_tests::proxy::{CLIENT_API_KEY, Proxy, Setup, client, fixture};
 
 const STREAM_REQUEST: &str = r#"{"model":"claude-sonnet-4-5-20250929","max_tokens":1024,"stream":true,"messages":[{"role":"user","content":"Hello"}],"metadata":{"user_id":"u-1"},"future_field":{"kept":[1,2,3]}}"#;
 const JSON_REQUEST: &str = r#"{"model":"claude-sonnet-4-5-20250929","max_tokens":64,"messages":[{"role":"user","content":"Hi"}]}"#;
@@ -50,7 +50,7 @@ async fn plan_stream_is_proxied_faithfully_and_recorded_as_plan() {
         sent.headers["anthropic-beta"],
         "interleaved-thinking-2025-05-14"
     );
-    assert_eq!(sent.headers["x-api-key"], "sk-ant-client-key");
+    assert_eq!(sent.headers["x-api-key"], CLIENT_API_KEY);
     assert!(
         !sent.headers.contains_key("accept-encoding"),
         "the layer must see plain SSE"

@@ -259,6 +259,13 @@ pub struct ServeArgs {
         default_value_t = 1
     )]
     pub usage_flush_interval_secs: u64,
+    /// Where usage records wait on disk while the database is down, until they are
+    /// replayed (default: `spool` in the state directory).
+    #[arg(long, env = "PROXY_USAGE_SPOOL_DIR")]
+    pub usage_spool_dir: Option<PathBuf>,
+    /// The most bytes the usage spool may take; records beyond are lost (logged and counted).
+    #[arg(long, env = "PROXY_USAGE_SPOOL_MAX_BYTES", default_value_t = 1 << 30)]
+    pub usage_spool_max_bytes: u64,
 }
 
 impl ServeArgs {
@@ -280,6 +287,13 @@ impl ServeArgs {
     /// The longest cooldown.
     pub fn max_cooldown(&self) -> Duration {
         Duration::from_secs(self.max_cooldown_secs)
+    }
+
+    /// The usage spool's directory.
+    pub fn usage_spool_dir(&self) -> PathBuf {
+        self.usage_spool_dir
+            .clone()
+            .unwrap_or_else(|| self.state.state_dir.join("spool"))
     }
 }
 
@@ -305,5 +319,29 @@ mod tests {
             unreachable!()
         };
         assert_eq!(args.plan_api_key.unwrap().expose(), "sk-ant-s3cret");
+    }
+
+    #[test]
+    fn the_usage_spool_lives_in_the_state_directory_unless_told() {
+        let serve = |extra: &[&str]| {
+            let mut argv = vec!["reference-server", "serve", "--state-dir=/var/lib/proxy"];
+            argv.extend_from_slice(extra);
+            let Command::Serve(args) = Cli::parse_from(argv).command else {
+                unreachable!()
+            };
+            args
+        };
+        let default = serve(&[]);
+        assert_eq!(
+            default.usage_spool_dir(),
+            PathBuf::from("/var/lib/proxy/spool")
+        );
+        assert_eq!(default.usage_spool_max_bytes, 1 << 30);
+        let chosen = serve(&[
+            "--usage-spool-dir=/tmp/spool",
+            "--usage-spool-max-bytes=4096",
+        ]);
+        assert_eq!(chosen.usage_spool_dir(), PathBuf::from("/tmp/spool"));
+        assert_eq!(chosen.usage_spool_max_bytes, 4096);
     }
 }

@@ -5,7 +5,10 @@
 //! key that only matches under a previous one is accepted and its stored hash replaced with
 //! the current secret's (re-hashed on first use).
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -130,17 +133,34 @@ pub struct Authenticated {
     pub user: users::Model,
 }
 
+/// How long the last successful lookup of a key stands in for the database while the
+/// database cannot be reached.
+pub const STALE_IF_ERROR: Duration = Duration::from_secs(15 * 60);
+
+/// At most this many keys' last lookups are kept (one entry per key in use).
+const LAST_KNOWN_MAX: usize = 100_000;
+
 /// Finds the owner of a presented key.
+///
+/// Every lookup goes to the database, so a revoked key is refused at once. When the
+/// database cannot be reached, a key that was accepted by a lookup in the last
+/// [`STALE_IF_ERROR`] is accepted again (a warning is logged): an outage of the usage
+/// database does not take the proxy down with it.
 #[derive(Clone, Debug)]
 pub struct KeyStore {
     db: DatabaseConnection,
     hasher: KeyHasher,
+    last_known: Arc<Mutex<HashMap<String, (Authenticated, Instant)>>>,
 }
 
 impl KeyStore {
     /// Keys in `db`, hashed with `hasher`.
     pub fn new(db: DatabaseConnection, hasher: KeyHasher) -> Self {
-        Self { db, hasher }
+        Self {
+            db,
+            hasher,
+            last_known: Arc::default(),
+        }
     }
 
     /// The active key and active user for `presented`, if any.
@@ -149,14 +169,52 @@ impl KeyStore {
             return Ok(None);
         };
         let hash = self.hasher.hash(&key);
-        if let Some((_, found)) = self.find(&hash).await? {
+        let found = match self.lookup(&key, &hash).await {
+            Ok(found) => found,
+            Err(error) => {
+                let known = self.last_known().get(&hash).cloned();
+                return match known {
+                    Some((caller, at)) if at.elapsed() < STALE_IF_ERROR => {
+                        tracing::warn!(
+                            prefix = key.prefix(),
+                            %error,
+                            "database unavailable: key accepted from its last lookup"
+                        );
+                        Ok(Some(caller))
+                    }
+                    _ => Err(error),
+                };
+            }
+        };
+        let mut last_known = self.last_known();
+        match &found {
+            Some(caller) if last_known.len() < LAST_KNOWN_MAX || last_known.contains_key(&hash) => {
+                last_known.insert(hash, (caller.clone(), Instant::now()));
+            }
+            Some(_) => {}
+            None => {
+                last_known.remove(&hash);
+            }
+        }
+        Ok(found)
+    }
+
+    fn last_known(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Authenticated, Instant)>> {
+        self.last_known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The database's answer for `key` (hashed `hash` with the current secret).
+    async fn lookup(&self, key: &RawKey, hash: &str) -> Result<Option<Authenticated>, DbErr> {
+        if let Some((_, found)) = self.find(hash).await? {
             return Ok(found);
         }
-        for old in self.hasher.previous_hashes(&key) {
+        for old in self.hasher.previous_hashes(key) {
             if let Some((key_id, found)) = self.find(&old).await? {
                 // Known under a secret being rotated out: store the current secret's hash.
                 access_keys::Entity::update_many()
-                    .col_expr(access_keys::Column::KeyHash, Expr::value(hash.as_str()))
+                    .col_expr(access_keys::Column::KeyHash, Expr::value(hash))
                     .filter(access_keys::Column::Id.eq(key_id))
                     .filter(access_keys::Column::KeyHash.eq(old.as_str()))
                     .exec(&self.db)

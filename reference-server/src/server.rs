@@ -10,7 +10,7 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use usage_layer::pricing::PriceCatalog;
-use usage_layer::sink::{BatchWriter, WriterConfig, WriterHandle};
+use usage_layer::sink::{BatchWriter, SpoolConfig, WriterConfig, WriterHandle};
 use usage_layer::store::Buckets;
 use usage_layer::store::cloudwatch::CloudWatchStore;
 use usage_layer::store::sea_orm::SeaOrmStore;
@@ -84,6 +84,40 @@ async fn shutdown_signal() {
     }
 }
 
+/// How often the usage writer's backlog is logged while its spool is in use.
+const SPOOL_REPORT_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Logs the usage writer's backlog while records wait in its spool (the database is
+/// down or slow): a warning each interval, an info line once the spool is replayed.
+async fn report_spool(writer: BatchWriter) {
+    let mut spooling = false;
+    let mut every = tokio::time::interval(SPOOL_REPORT_INTERVAL);
+    loop {
+        every.tick().await;
+        let stats = writer.stats();
+        if stats.spooled > 0 {
+            spooling = true;
+            let oldest_age_secs = stats
+                .oldest_unwritten
+                .map(|at| (chrono::Utc::now() - at).num_seconds());
+            tracing::warn!(
+                spooled = stats.spooled,
+                spool_bytes = stats.spool_bytes,
+                queue_depth = stats.queue_depth,
+                oldest_age_secs,
+                lost_spool_full = stats.spool_refused,
+                "usage database unavailable: records waiting in the spool"
+            );
+        } else if std::mem::take(&mut spooling) {
+            tracing::info!(
+                written = stats.written,
+                queue_depth = stats.queue_depth,
+                "usage spool replayed: every spooled record is in the database"
+            );
+        }
+    }
+}
+
 /// The CloudWatch metrics writer: batches of one flush interval, one `PutMetricData` each.
 async fn cloudwatch_writer(
     args: &ServeArgs,
@@ -129,8 +163,16 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
     let pending = PendingSpend::new(pricing.clone());
     let mut writer_config = WriterConfig::default();
     writer_config.flush_interval = Duration::from_secs(args.usage_flush_interval_secs.max(1));
+    // A few quick retries (1.5 s in all), then the records wait on disk, not in memory.
+    writer_config.max_attempts = 5;
+    let mut spool = SpoolConfig::new(args.usage_spool_dir());
+    spool.max_bytes = args.usage_spool_max_bytes;
+    writer_config.spool = Some(spool);
     let (writer, writer_handle) =
-        BatchWriter::spawn(SettlingStore::new(store, pending.clone()), writer_config);
+        BatchWriter::try_spawn(SettlingStore::new(store, pending.clone()), writer_config)
+            .await
+            .context("opening the usage spool (PROXY_USAGE_SPOOL_DIR)")?;
+    let spool_reporter = tokio::spawn(report_spool(writer.clone()));
     let (metrics, metrics_handle) = if args.cloudwatch_metrics_enabled {
         let (sink, handle) = cloudwatch_writer(&args, pricing.clone()).await;
         (Some(sink), Some(handle))
@@ -194,14 +236,16 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
     };
     let service = app(state, sink, limits);
     let task = tokio::spawn(async move {
-        axum::serve(listener, service)
+        let served = axum::serve(listener, service)
             .with_graceful_shutdown(async {
                 let _ = stopped.await;
             })
-            .await
-            .context("serving")?;
-        // Every response is finished: write what they recorded.
-        // Metrics retry for ever: during an outage, stopping must still end.
+            .await;
+        spool_reporter.abort();
+        served.context("serving")?;
+        // Every response is finished: write what they recorded (usage: or spool it, which
+        // takes bounded time). Metrics retry for ever: during an outage, stopping must
+        // still end.
         let writers = [
             (Some(writer_handle), "usage", Duration::MAX),
             (metrics_handle, "metrics", Duration::from_secs(15)),
@@ -219,6 +263,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
                     written = stats.written,
                     failed = stats.failed,
                     dropped = stats.dropped,
+                    spooled = stats.spooled,
                     "{name} writer stopped"
                 );
             }

@@ -7,6 +7,7 @@
 //! Postgres fails the test.
 
 pub mod proxy;
+pub mod relay;
 pub mod sdk;
 
 use std::collections::BTreeMap;

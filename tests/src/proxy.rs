@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use reference_server::config::{Cli, Command, Routing};
+use reference_server::config::{Cli, Command, Routing, StateArgs};
 use reference_server::keys::{KeyHasher, KeyStore};
 use reference_server::server::{Server, open_state, start};
 use reference_server::standins::bedrock::{BedrockStandIn, Reply, stream_reply_for};
@@ -75,6 +75,8 @@ pub struct Setup {
     pub plan_header_timeout_secs: u64,
     /// More `serve` arguments (`--name=value`).
     pub extra_args: Vec<String>,
+    /// The server's database (e.g. a [`TestDb`](crate::TestDb)'s); a new SQLite file when `None`.
+    pub database_url: Option<String>,
 }
 
 impl Default for Setup {
@@ -86,6 +88,7 @@ impl Default for Setup {
             budget_usd: None,
             plan_header_timeout_secs: 5,
             extra_args: Vec::new(),
+            database_url: None,
         }
     }
 }
@@ -105,7 +108,25 @@ pub struct Proxy {
     pub key: String,
     /// The test user.
     pub user: Uuid,
+    state: StateArgs,
     _dir: tempfile::TempDir,
+}
+
+async fn new_user(
+    state: &StateArgs,
+    budget_usd: Option<rust_decimal::Decimal>,
+    routing: Routing,
+) -> (Uuid, String) {
+    let (db, hasher): (_, KeyHasher) = open_state(state).await.expect("state");
+    let user = reference_server::users::create(&db, "test user", budget_usd, routing)
+        .await
+        .expect("user");
+    let (_, key) = KeyStore::new(db.clone(), hasher)
+        .issue(user, None)
+        .await
+        .expect("key");
+    db.close().await.expect("close");
+    (user, key.expose().to_owned())
 }
 
 impl Proxy {
@@ -121,10 +142,12 @@ impl Proxy {
             "Hello from Bedrock",
         )));
         let dir = tempfile::tempdir().expect("temporary directory");
-        let database_url = format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("proxy.db").display()
-        );
+        let database_url = setup.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("proxy.db").display()
+            )
+        });
         let args = vec![
             "reference-server".to_owned(),
             "serve".to_owned(),
@@ -146,25 +169,24 @@ impl Proxy {
         let Command::Serve(serve) = Cli::parse_from(args).command else {
             unreachable!("a serve command")
         };
-        let (db, hasher): (_, KeyHasher) = open_state(&serve.state).await.expect("state");
-        let user =
-            reference_server::users::create(&db, "test user", setup.budget_usd, setup.routing)
-                .await
-                .expect("user");
-        let (_, key) = KeyStore::new(db, hasher)
-            .issue(user, None)
-            .await
-            .expect("key");
+        let state = serve.state.clone();
+        let (user, key) = new_user(&state, setup.budget_usd, setup.routing).await;
         let server = start(*serve).await.expect("server");
         Self {
             server: Some(server),
             plan,
             bedrock,
             database_url,
-            key: key.expose().to_owned(),
+            key,
             user,
+            state,
             _dir: dir,
         }
+    }
+
+    /// Another user (plan-first, no budget) with a key of its own: the user and the key.
+    pub async fn new_user(&self) -> (Uuid, String) {
+        new_user(&self.state, None, Routing::PlanFirst).await
     }
 
     /// The base URL a client is given: `http://ADDR/ak/KEY`.
@@ -174,6 +196,11 @@ impl Proxy {
             self.server.as_ref().expect("running").addr,
             self.key
         )
+    }
+
+    /// The server's state directory (generated secrets, the usage spool).
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.state.state_dir
     }
 
     /// `base_url()` + `path`.

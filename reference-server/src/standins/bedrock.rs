@@ -182,9 +182,10 @@ async fn answer(
         .map(|(_, operation)| operation.to_owned());
     let reply = {
         let mut state = lock(&state);
+        let (headers, body) = super::detached(&parts.headers, &body);
         state.requests.push(RecordedRequest {
             path,
-            headers: parts.headers,
+            headers,
             body,
         });
         state.reply.clone()

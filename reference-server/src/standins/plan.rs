@@ -76,6 +76,9 @@ struct Script {
     queued: VecDeque<PlanReply>,
     fallback: Option<PlanReply>,
     requests: Vec<PlanRequest>,
+    /// Requests are counted, not kept (for load tests).
+    count_only: bool,
+    count: usize,
 }
 
 /// The running stand-in.
@@ -127,9 +130,19 @@ impl PlanStandIn {
         self.lock().fallback = Some(reply);
     }
 
-    /// Every request so far.
+    /// Every request so far (none kept after [`count_only`](Self::count_only)).
     pub fn requests(&self) -> Vec<PlanRequest> {
         self.lock().requests.clone()
+    }
+
+    /// From now on, requests are counted but not kept: memory stays flat under load.
+    pub fn count_only(&self) {
+        self.lock().count_only = true;
+    }
+
+    /// How many requests were received.
+    pub fn request_count(&self) -> usize {
+        self.lock().count
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Script> {
@@ -183,15 +196,19 @@ async fn answer(
         .unwrap_or_default();
     let reply = {
         let mut script = script.lock().unwrap_or_else(|p| p.into_inner());
-        script.requests.push(PlanRequest {
-            path_and_query: parts
-                .uri
-                .path_and_query()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
-            headers: parts.headers,
-            body,
-        });
+        script.count += 1;
+        if !script.count_only {
+            let (headers, body) = super::detached(&parts.headers, &body);
+            script.requests.push(PlanRequest {
+                path_and_query: parts
+                    .uri
+                    .path_and_query()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                headers,
+                body,
+            });
+        }
         let next = script.queued.pop_front();
         next.or_else(|| script.fallback.clone()).expect("a reply")
     };

@@ -23,13 +23,19 @@
     doc = "\n[`BatchWriter`]: the `BatchWriter` of the `writer` feature"
 )]
 
+#[cfg(feature = "writer")]
+mod codec;
 mod memory;
+#[cfg(feature = "writer")]
+pub mod spool;
 #[cfg(feature = "writer")]
 mod writer;
 
 use std::sync::Arc;
 
 pub use memory::MemorySink;
+#[cfg(feature = "writer")]
+pub use spool::{Spool, SpoolConfig, SpoolError};
 #[cfg(feature = "writer")]
 pub use writer::{BatchWriter, UsageStore, WriterClosed, WriterConfig, WriterHandle, WriterStats};
 

@@ -96,6 +96,14 @@ cargo test --locked --workspace --all-features --doc
 step "benches compile and run once (no timing)"
 cargo test --locked --workspace --all-features --benches
 
+step "scanner instruction budget (callgrind: at most 6 instructions per byte)"
+scripts/callgrind.sh
+
+step "end-to-end bench driver: one small round, unoptimised (it runs, and the store keeps every record; no timing)"
+e2e_variants=plain,noop
+[ -n "${TEST_DATABASE_URL:-}" ] && e2e_variants=plain,noop,store
+PROFILE=dev scripts/bench-e2e.sh --rounds 1 --streams 20 --warmup 2 --variants "$e2e_variants" >/dev/null
+
 step "example: sse-usage on the fixtures"
 cargo run --locked -q -p usage-layer --example sse-usage -- \
   --chunk-size 7 "$fixtures"/sse/anthropic-sdk-python/*.txt

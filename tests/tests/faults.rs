@@ -1,7 +1,9 @@
 //! Faults, bounded in time, on loopback: the usage database cut off under load (a TCP relay
-//! the test cuts and restores), and the server killed (SIGKILL) while records wait in its
-//! spool. Afterwards every request is in `token_usage` exactly once and the aggregates
-//! equal the rows.
+//! the test cuts and restores), the server killed (SIGKILL) while records wait in its
+//! spool, a storm of clients leaving mid-stream, Bedrock breaking a stream with an
+//! exception frame. Afterwards every request is in `token_usage` exactly once, with the
+//! right outcome, and the aggregates equal the rows. (Plan hanging before its headers, and
+//! Plan streams reset or failing mid-way, are in `proxy.rs`.)
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -280,4 +282,97 @@ async fn records_spooled_when_the_process_is_killed_are_written_after_a_restart(
     assert_once_each(&rows(&db).await, during + 1);
     assert_aggregates_match_rows(&db, &Buckets::default()).await;
     db.close().await;
+}
+
+/// A Plan stream long enough (1 ms an event) that a client can leave in the middle.
+fn long_stream() -> Bytes {
+    let mut long = fixture("basic_response.txt").to_vec();
+    let delta = b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\" more\"}}\n\n";
+    let marker = b"event: content_block_stop";
+    let at = long
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .expect("a content_block_stop");
+    for _ in 0..1_000 {
+        long.splice(at..at, delta.iter().copied());
+    }
+    Bytes::from(long)
+}
+
+/// 100 clients open a stream at once and 60 of them leave after its first frame: every
+/// request is recorded once, the leavers as `client_disconnected` with their input billed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_disconnecting_clients_is_recorded_once_each() {
+    let mut proxy = Proxy::start(PlanReply::Stream(long_stream()), Setup::default()).await;
+    let url: Arc<str> = proxy.url("/v1/messages").into();
+    let clients: Vec<_> = (0..100)
+        .map(|i| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let response = client()
+                    .request(
+                        Request::post(&*url)
+                            .body(Full::new(Bytes::from_static(REQUEST.as_bytes())))
+                            .unwrap(),
+                    )
+                    .await
+                    .unwrap();
+                let mut body = response.into_body();
+                if i % 5 < 3 {
+                    let _first = body.frame().await;
+                    drop(body); // gone mid-stream
+                } else {
+                    let _ = body.collect().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+    let rows = proxy.rows().await;
+    assert_eq!(rows.len(), 100, "one row per request");
+    let ids: HashSet<_> = rows.iter().map(|r| r.request_id).collect();
+    assert_eq!(ids.len(), 100, "no request twice");
+    let outcomes = rows
+        .iter()
+        .fold(BTreeMap::<&str, usize>::new(), |mut n, r| {
+            *n.entry(r.outcome.as_str()).or_default() += 1;
+            n
+        });
+    assert_eq!(
+        outcomes,
+        BTreeMap::from([("client_disconnected", 60), ("completed", 40)])
+    );
+    assert!(
+        rows.iter().all(|r| r.input_tokens == 11),
+        "input billed either way"
+    );
+}
+
+/// Bedrock breaks a stream with an exception frame after its first events: the request is
+/// recorded once, as an upstream failure, with the input already reported.
+#[tokio::test]
+async fn a_bedrock_exception_mid_stream_is_recorded_once_with_its_outcome() {
+    use reference_server::standins::bedrock::{Reply, events_from_sse};
+    let setup = Setup {
+        routing: Routing::BedrockOnly,
+        ..Setup::default()
+    };
+    let mut proxy = Proxy::start(PlanReply::error(500, "api_error", "unused"), setup).await;
+    let events = events_from_sse(&fixture("basic_response.txt"));
+    proxy.bedrock.respond_with(Reply::StreamThenException {
+        events: events[..3].to_vec(),
+        exception: "modelStreamErrorException",
+        message: "the model stream failed".to_owned(),
+    });
+    let (status, _, body) = proxy.post("/v1/messages", REQUEST).await;
+    assert_eq!(status, StatusCode::OK, "the stream had started");
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("event: error"), "the client is told: {body}");
+    let rows = proxy.rows().await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].provider, "bedrock");
+    assert_eq!(rows[0].outcome, "stream_error", "{:#?}", rows[0]);
+    assert_eq!(rows[0].input_tokens, 11);
 }

@@ -1,0 +1,131 @@
+//! The load generator: keep-alive HTTP/1.1 connections that each run streams one after
+//! another, timing the first body byte and the end of every stream.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// What one stream took, seen from the client.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timing {
+    /// From sending the request to the first byte of the body.
+    pub(crate) ttfb: Duration,
+    /// From sending the request to the end of the body.
+    pub(crate) total: Duration,
+    /// Body frames received (one per HTTP chunk): the layer must not merge or split them.
+    pub(crate) frames: usize,
+}
+
+/// The request every stream sends (its body is not read by the stand-in upstream, but
+/// it is forwarded like a real one).
+const REQUEST_BODY: &str = r#"{"model":"claude-sonnet-4-5-20250929","max_tokens":4096,"stream":true,"messages":[{"role":"user","content":"Write a long story."}]}"#;
+
+async fn connect(proxy: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+    let stream = TcpStream::connect(proxy).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// One stream on `sender`; checks that every byte of the corpus arrived.
+async fn stream(
+    sender: &mut SendRequest<Full<Bytes>>,
+    expect_bytes: usize,
+) -> anyhow::Result<Timing> {
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/messages")
+        .header(header::HOST, "proxy")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("anthropic-version", "2023-06-01")
+        .body(Full::new(Bytes::from_static(REQUEST_BODY.as_bytes())))?;
+    sender.ready().await?;
+    let started = Instant::now();
+    let response = sender.send_request(request).await?;
+    if response.status() != StatusCode::OK {
+        bail!("the proxy answered {}", response.status());
+    }
+    let mut body = response.into_body();
+    let mut ttfb = None;
+    let (mut bytes, mut frames) = (0, 0);
+    while let Some(frame) = body.frame().await {
+        if let Some(data) = frame?.data_ref() {
+            ttfb.get_or_insert_with(|| started.elapsed());
+            bytes += data.len();
+            frames += 1;
+        }
+    }
+    let total = started.elapsed();
+    if bytes != expect_bytes {
+        bail!("a stream of {bytes} bytes, not {expect_bytes}");
+    }
+    Ok(Timing {
+        ttfb: ttfb.context("a stream without a body")?,
+        total,
+        frames,
+    })
+}
+
+/// Runs `count` streams over `concurrency` connections, stopping early at `deadline`;
+/// returns each finished stream's timing.
+pub(crate) async fn run(
+    proxy: SocketAddr,
+    count: usize,
+    concurrency: usize,
+    deadline: Instant,
+    expect_bytes: usize,
+) -> anyhow::Result<Vec<Timing>> {
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let next = next.clone();
+        workers.spawn(async move {
+            let mut sender = connect(proxy).await?;
+            let mut timings = Vec::new();
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < count
+                && Instant::now() < deadline
+            {
+                let timing = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    stream(&mut sender, expect_bytes),
+                )
+                .await
+                .context("a stream took over 10 s")??;
+                timings.push(timing);
+            }
+            anyhow::Ok(timings)
+        });
+    }
+    let mut all = Vec::with_capacity(count);
+    while let Some(done) = workers.join_next().await {
+        all.extend(done??);
+    }
+    Ok(all)
+}
+
+/// A request to the proxy's flush path; returns when the proxy has written its records.
+pub(crate) async fn flush(proxy: SocketAddr) -> anyhow::Result<()> {
+    let stream = TcpStream::connect(proxy).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let request = Request::builder()
+        .uri(crate::servers::FLUSH_PATH)
+        .header(header::HOST, "proxy")
+        .body(Empty::new())?;
+    let response = tokio::time::timeout(Duration::from_secs(60), sender.send_request(request))
+        .await
+        .context("flushing the proxy's writer took over 60 s")??;
+    if response.status() != StatusCode::NO_CONTENT {
+        bail!("flush answered {}", response.status());
+    }
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! The two servers of the run: the stand-in upstream and the proxy in its variants.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, Uri, header};
+use http_body::Body;
+use http_body_util::{Either, Empty};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tower::{Layer, Service, ServiceExt};
+use usage_benches::corpus::{self, SEED};
+use usage_benches::frames::Frames;
+use usage_layer::UsageLayer;
+use usage_layer::pricing::PriceCatalog;
+use usage_layer::sink::{BatchWriter, NoopSink, WriterConfig, WriterHandle};
+use usage_layer::store::Buckets;
+use usage_layer::store::sea_orm::SeaOrmStore;
+
+/// The proxy path that writes out every queued record before it answers (the driver
+/// calls it before reading the proxy's CPU time, so that the store's work is counted).
+pub(crate) const FLUSH_PATH: &str = "/__bench/flush";
+
+/// What the proxy does around forwarding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Variant {
+    /// Forwarding only: the baseline.
+    Plain,
+    /// `UsageLayer` with a sink that drops every record.
+    Noop,
+    /// `UsageLayer` with the batching writer and the sea-orm store on Postgres.
+    Store,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Binds a loopback port and says where on stdout (the driver reads that line).
+async fn listen() -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    #[allow(
+        clippy::print_stdout,
+        reason = "the driver reads the address from stdout"
+    )]
+    {
+        println!("listening {}", listener.local_addr()?);
+    }
+    Ok(listener)
+}
+
+/// Serves HTTP/1.1 on `listener` with `service`, one task per connection, until killed.
+async fn serve<S, B>(listener: TcpListener, service: S) -> anyhow::Result<()>
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    loop {
+        let (stream, _) = listener.accept().await?;
+        stream.set_nodelay(true)?;
+        let service = service.clone();
+        tokio::spawn(async move {
+            let served = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            if let Err(error) = served {
+                report(&error);
+            }
+        });
+    }
+}
+
+fn report(error: &hyper::Error) {
+    // A client closing its connection between streams is normal; anything else is said.
+    if !error.is_incomplete_message() {
+        eprintln!("e2e: connection error: {error}");
+    }
+}
+
+/// The stand-in upstream: every request gets the small-delta corpus as an SSE response,
+/// event by event (each frame written and flushed on its own).
+pub(crate) async fn upstream() -> anyhow::Result<()> {
+    let events: Arc<[Bytes]> = corpus::small_deltas(SEED).events.into();
+    let listener = listen().await?;
+    let service = hyper::service::service_fn(move |_request: Request<Incoming>| {
+        let response = Response::builder()
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .header(header::CACHE_CONTROL, "no-cache")
+            .body(Frames::yielding(events.clone()));
+        async move { response }
+    });
+    serve(listener, service).await
+}
+
+/// The proxy: forwards every request to `upstream` through a pooled hyper client and
+/// streams the response back, with the layer of `variant` around the forwarding.
+pub(crate) async fn proxy(
+    variant: Variant,
+    upstream: SocketAddr,
+    database_url: Option<String>,
+) -> anyhow::Result<()> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: Client<HttpConnector, Incoming> =
+        Client::builder(TokioExecutor::new()).build(connector);
+    let forward = tower::service_fn(move |request: Request<Incoming>| {
+        let client = client.clone();
+        async move {
+            let (mut parts, body) = request.into_parts();
+            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            parts.uri = Uri::try_from(format!("http://{upstream}{path}"))
+                .expect("a loopback address and a valid path make a valid URI");
+            client.request(Request::from_parts(parts, body)).await
+        }
+    });
+    let listener = listen().await?;
+    match variant {
+        Variant::Plain => serve(listener, with_flush(forward, None)).await,
+        Variant::Noop => {
+            let service = UsageLayer::new(NoopSink).layer(forward);
+            serve(listener, with_flush(service, None)).await
+        }
+        Variant::Store => {
+            let url = database_url.context("the store variant needs --database-url")?;
+            let db = sea_orm::Database::connect(&url)
+                .await
+                .context("connect to the bench database")?;
+            let store =
+                SeaOrmStore::new(db, Arc::new(PriceCatalog::defaults()), Buckets::default());
+            let (writer, handle) = BatchWriter::spawn(store, WriterConfig::default());
+            let service = UsageLayer::new(writer).layer(forward);
+            serve(listener, with_flush(service, Some(Arc::new(handle)))).await
+        }
+    }
+}
+
+/// `service`, plus [`FLUSH_PATH`], which flushes the writer (if any) and answers 204.
+fn with_flush<S, B>(
+    service: S,
+    writer: Option<Arc<WriterHandle>>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Either<B, Empty<Bytes>>>,
+    Error = S::Error,
+    Future: Send + 'static,
+> + Clone
++ Send
++ 'static
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: std::error::Error + Send + Sync + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    hyper::service::service_fn(move |request: Request<Incoming>| {
+        let service = service.clone();
+        let writer = writer.clone();
+        async move {
+            if request.uri().path() == FLUSH_PATH {
+                if let Some(writer) = writer {
+                    // A stopped writer would mean lost records: the driver's row count says so.
+                    let _ = writer.flush().await;
+                }
+                let mut response = Response::new(Either::Right(Empty::new()));
+                *response.status_mut() = StatusCode::NO_CONTENT;
+                return Ok(response);
+            }
+            let response = service.oneshot(request).await?;
+            Ok(response.map(Either::Left))
+        }
+    })
+}

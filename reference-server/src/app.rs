@@ -51,6 +51,8 @@ pub struct AppState {
     pub budget: crate::budget::Budget,
     /// The admin API's bearer token.
     pub admin_token: crate::config::Secret,
+    /// The usage writer (its backlog is reported by `/health`).
+    pub usage_writer: usage_layer::sink::BatchWriter,
 }
 
 /// `/ak/{key}/rest` ⇒ `/ak/<redacted>/rest`: the key never reaches a log line.
@@ -226,8 +228,21 @@ async fn probe() -> StatusCode {
     StatusCode::OK
 }
 
-async fn health() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({ "status": "ok" }))
+/// `200` while the server serves; `degraded` while usage waits in the spool (the database
+/// is down or behind), with the writer's backlog.
+async fn health(State(state): State<Arc<AppState>>) -> axum::Json<serde_json::Value> {
+    let usage = state.usage_writer.stats();
+    axum::Json(serde_json::json!({
+        "status": if usage.spooled > 0 { "degraded" } else { "ok" },
+        "usage": {
+            "queue_depth": usage.queue_depth,
+            "spooled": usage.spooled,
+            "spool_bytes": usage.spool_bytes,
+            "oldest_unwritten": usage.oldest_unwritten,
+            "written": usage.written,
+            "lost": usage.failed + usage.dropped,
+        },
+    }))
 }
 
 async fn not_found() -> Response<Body> {

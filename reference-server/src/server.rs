@@ -179,7 +179,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
     } else {
         (None, None)
     };
-    let sink = (PendingSink(pending.clone()), writer, metrics);
+    let sink = (PendingSink(pending.clone()), writer.clone(), metrics);
 
     let bedrock = if args.bedrock_enabled {
         let mapping =
@@ -223,6 +223,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         pricing,
         budget,
         admin_token,
+        usage_writer: writer.clone(),
     });
 
     let listener = tokio::net::TcpListener::bind(args.bind)

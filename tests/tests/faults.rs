@@ -111,11 +111,30 @@ async fn a_database_outage_under_load_loses_nothing_and_writes_nothing_twice() {
     // Long enough for the writer to give up retrying and spool.
     let spool = proxy.state_dir().join("spool");
     let cut_at = Instant::now();
-    let mut spooled = 0;
+    let health = format!("http://{}/health", proxy.server.as_ref().unwrap().addr);
+    let (mut spooled, mut degraded) = (0, None);
     while cut_at.elapsed() < Duration::from_secs(5) {
         spooled = spooled.max(spool_bytes(&spool));
+        let response = client()
+            .request(Request::get(&health).body(Full::default()).unwrap())
+            .await
+            .unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let report: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if report["status"] == "degraded" {
+            degraded = Some(report);
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let degraded = degraded.expect("/health reported the backlog during the outage");
+    assert!(
+        degraded["usage"]["spooled"].as_u64().unwrap() > 0,
+        "{degraded}"
+    );
+    assert!(
+        degraded["usage"]["oldest_unwritten"].is_string(),
+        "{degraded}"
+    );
     relay.restore();
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);

@@ -81,6 +81,8 @@ step "cargo doc -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --all-features
 
 step "tests"
+# The fault tests run the server binary itself (to kill it): build it first.
+cargo build --locked -q -p reference-server
 # The scanner's mutation fuzzer (usage-layer/tests/fuzz.rs) runs this long; it prints its seed.
 export FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
 if cargo nextest --version >/dev/null 2>&1; then

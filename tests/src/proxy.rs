@@ -36,6 +36,32 @@ pub fn fixture(name: &str) -> Bytes {
     Bytes::from(bytes)
 }
 
+/// A fixture as the API sends it. The fixtures' last event (`message_stop`) lacks the blank
+/// line that ends an SSE event; the API always sends it, and a client that follows the SSE
+/// standard strictly (the TypeScript SDK) drops an unterminated event at the end of the
+/// stream — and then reports "stream ended without producing a Message".
+pub fn api_stream(name: &str) -> Bytes {
+    let raw = fixture(name);
+    Bytes::from([raw.trim_ascii_end(), b"\n\n"].concat())
+}
+
+/// `basic_response.txt` (as the API sends it) with `extra` more text deltas before its
+/// block ends: a stream a client can leave in the middle (the Plan stand-in sends an
+/// event a millisecond).
+pub fn long_stream(extra: usize) -> Bytes {
+    let mut long = api_stream("basic_response.txt").to_vec();
+    let delta = b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\" more\"}}\n\n";
+    let marker = b"event: content_block_stop";
+    let at = long
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .expect("a content_block_stop");
+    for _ in 0..extra {
+        long.splice(at..at, delta.iter().copied());
+    }
+    Bytes::from(long)
+}
+
 /// The file names of all SSE fixtures, sorted.
 pub fn fixture_names() -> Vec<String> {
     let dir = fixtures_dir().join("sse/anthropic-sdk-python");
@@ -252,6 +278,35 @@ impl Proxy {
             .await
             .expect("rows")
     }
+}
+
+/// Sends `method url` with `headers` and `body`: the status and the whole answer.
+pub async fn send(
+    method: &str,
+    url: impl AsRef<str>,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (StatusCode, Bytes) {
+    let mut request = Request::builder().method(method).uri(url.as_ref());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = client()
+        .request(
+            request
+                .body(Full::new(Bytes::from(body.to_owned())))
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, body)
 }
 
 /// A plain HTTP/1 client.

@@ -21,7 +21,7 @@ use reference_server::standins::plan::{PlanReply, PlanStandIn};
 use sea_orm::{EntityTrait, PaginatorTrait};
 use usage_layer::store::Buckets;
 use usage_layer::store::sea_orm::entity::token_usage;
-use usage_tests::proxy::{Proxy, Setup, client, fixture};
+use usage_tests::proxy::{Proxy, Setup, client, fixture, long_stream};
 use usage_tests::relay::Relay;
 use usage_tests::{TestDb, assert_aggregates_match_rows, rows};
 
@@ -303,26 +303,11 @@ async fn records_spooled_when_the_process_is_killed_are_written_after_a_restart(
     db.close().await;
 }
 
-/// A Plan stream long enough (1 ms an event) that a client can leave in the middle.
-fn long_stream() -> Bytes {
-    let mut long = fixture("basic_response.txt").to_vec();
-    let delta = b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\" more\"}}\n\n";
-    let marker = b"event: content_block_stop";
-    let at = long
-        .windows(marker.len())
-        .position(|w| w == marker)
-        .expect("a content_block_stop");
-    for _ in 0..1_000 {
-        long.splice(at..at, delta.iter().copied());
-    }
-    Bytes::from(long)
-}
-
 /// 100 clients open a stream at once and 60 of them leave after its first frame: every
 /// request is recorded once, the leavers as `client_disconnected` with their input billed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_of_disconnecting_clients_is_recorded_once_each() {
-    let mut proxy = Proxy::start(PlanReply::Stream(long_stream()), Setup::default()).await;
+    let mut proxy = Proxy::start(PlanReply::Stream(long_stream(1_000)), Setup::default()).await;
     let url: Arc<str> = proxy.url("/v1/messages").into();
     let clients: Vec<_> = (0..100)
         .map(|i| {

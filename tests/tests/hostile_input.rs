@@ -5,13 +5,12 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::StatusCode;
 use reference_server::standins::plan::PlanReply;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use usage_tests::proxy::{Proxy, Setup, client};
+use usage_tests::proxy::{Proxy, Setup, send};
 
 const ADMIN_TOKEN: &str = "hostile-admin-token-0123456789";
 
@@ -21,31 +20,6 @@ fn admin_setup() -> Setup {
         extra_args: vec![format!("--admin-token={ADMIN_TOKEN}")],
         ..Setup::default()
     }
-}
-
-async fn send(
-    url: String,
-    method: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (StatusCode, Bytes) {
-    let mut request = Request::builder().method(method).uri(url);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = client()
-        .request(
-            request
-                .body(Full::new(Bytes::from(body.to_owned())))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let status = response.status();
-    (
-        status,
-        response.into_body().collect().await.unwrap().to_bytes(),
-    )
 }
 
 /// Writes `head` and `body` on a raw connection; the status line of the answer, which must
@@ -91,8 +65,8 @@ async fn too_large_bodies_get_413_without_being_read_whole() {
     // The admin API has its own, small, limit.
     let big = format!(r#"{{"name":"{}"}}"#, "n".repeat(2 << 20));
     let (status, _) = send(
-        format!("http://{addr}/admin/users"),
         "POST",
+        format!("http://{addr}/admin/users"),
         &[
             ("authorization", &format!("Bearer {ADMIN_TOKEN}")),
             ("content-type", "application/json"),
@@ -123,8 +97,8 @@ async fn malformed_json_is_forwarded_for_plan_to_judge() {
     ];
     for body in bodies {
         let (status, answer) = send(
-            proxy.url("/v1/messages"),
             "POST",
+            proxy.url("/v1/messages"),
             &[("content-type", "application/json")],
             body,
         )
@@ -174,7 +148,7 @@ async fn injection_in_the_key_segment_never_authenticates() {
         format!("/ak/{}/v1/messages", "a".repeat(10_000)),
     ];
     for path in &paths {
-        let (status, body) = send(format!("http://{addr}{path}"), "POST", &[], "{}").await;
+        let (status, body) = send("POST", format!("http://{addr}{path}"), &[], "{}").await;
         assert!(
             status == StatusCode::UNAUTHORIZED || status == StatusCode::NOT_FOUND,
             "{path}: {status}"
@@ -205,7 +179,7 @@ async fn injection_in_the_key_segment_never_authenticates() {
         ),
     ] {
         let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        let (status, _) = send(format!("http://{addr}{path}"), "GET", &headers, "").await;
+        let (status, _) = send("GET", format!("http://{addr}{path}"), &headers, "").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} {headers:?}");
     }
     assert!(proxy.plan.requests().is_empty(), "nothing reached Plan");
@@ -238,8 +212,8 @@ async fn sql_looking_values_are_just_values() {
 
     let name = "Robert'); DROP TABLE users; --";
     let (status, user) = send(
-        format!("http://{addr}/admin/users"),
         "POST",
+        format!("http://{addr}/admin/users"),
         &auth,
         &json!({"name": name}).to_string(),
     )
@@ -256,8 +230,8 @@ async fn sql_looking_values_are_just_values() {
         "bucket_type=day'%20UNION%20SELECT%201",
     ] {
         let (status, body) = send(
-            format!("http://{addr}/admin/usage?period=month&{query}"),
             "GET",
+            format!("http://{addr}/admin/usage?period=month&{query}"),
             &auth,
             "",
         )
@@ -270,7 +244,7 @@ async fn sql_looking_values_are_just_values() {
         );
     }
     // Everything is still there.
-    let (status, users) = send(format!("http://{addr}/admin/users"), "GET", &auth, "").await;
+    let (status, users) = send("GET", format!("http://{addr}/admin/users"), &auth, "").await;
     assert_eq!(status, StatusCode::OK);
     let users: Value = serde_json::from_slice(&users).unwrap();
     assert_eq!(users["users"].as_array().unwrap().len(), 2, "{users}");

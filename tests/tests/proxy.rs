@@ -12,7 +12,7 @@ use reference_server::standins::bedrock::Reply;
 use reference_server::standins::plan::PlanReply;
 use sea_orm::{Database, EntityTrait};
 use usage_layer::sse::Scanner;
-use usage_tests::proxy::{CLIENT_API_KEY, Proxy, Setup, client, fixture};
+use usage_tests::proxy::{CLIENT_API_KEY, Proxy, Setup, client, fixture, long_stream};
 
 const STREAM_REQUEST: &str = r#"{"model":"claude-sonnet-4-5-20250929","max_tokens":1024,"stream":true,"messages":[{"role":"user","content":"Hello"}],"metadata":{"user_id":"u-1"},"future_field":{"kept":[1,2,3]}}"#;
 const JSON_REQUEST: &str = r#"{"model":"claude-sonnet-4-5-20250929","max_tokens":64,"messages":[{"role":"user","content":"Hi"}]}"#;
@@ -453,21 +453,8 @@ async fn a_revoked_key_is_refused() {
 /// Stopping the server lets a stream in flight finish, and writes its usage.
 #[tokio::test]
 async fn graceful_shutdown_finishes_streams_and_writes_their_usage() {
-    let mut long = fixture("basic_response.txt").to_vec();
-    let delta = b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\" more\"}}\n\n";
-    let marker = b"event: content_block_stop";
-    let at = long
-        .windows(marker.len())
-        .position(|w| w == marker)
-        .unwrap();
-    for _ in 0..200 {
-        long.splice(at..at, delta.iter().copied());
-    }
-    let mut proxy = Proxy::start(
-        PlanReply::Stream(Bytes::from(long.clone())),
-        Setup::default(),
-    )
-    .await;
+    let long = long_stream(200);
+    let mut proxy = Proxy::start(PlanReply::Stream(long.clone()), Setup::default()).await;
     let response = client()
         .request(
             Request::post(proxy.url("/v1/messages"))

@@ -6,27 +6,16 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bytes::Bytes;
 use reference_server::config::Routing;
 use reference_server::standins::bedrock::{Reply, events_from_sse};
 use reference_server::standins::plan::PlanReply;
 use serde_json::{Value, json};
 use usage_layer::store::sea_orm::entity::token_usage;
-use usage_tests::proxy::{Proxy, Setup, fixture, fixture_names};
+use usage_tests::proxy::{Proxy, Setup, api_stream, fixture, fixture_names, long_stream};
 use usage_tests::sdk::{Sdk, SdkClient};
 use uuid::Uuid;
 
 const MODEL: &str = "claude-haiku-4-5-20251001";
-
-/// A fixture as the API sends it. The fixtures' last event (`message_stop`) lacks the blank
-/// line that ends an SSE event; the API always sends it, and a client that follows the SSE
-/// standard strictly (the TypeScript SDK) drops an unterminated event at the end of the
-/// stream — and then reports "stream ended without producing a Message".
-fn api_stream(name: &str) -> Bytes {
-    let raw = fixture(name);
-    let trimmed = raw.trim_ascii_end();
-    Bytes::from([trimmed, b"\n\n"].concat())
-}
 
 fn params(messages: &[Value]) -> Value {
     json!({"model": MODEL, "max_tokens": 1024, "messages": messages})
@@ -114,21 +103,6 @@ fn assert_recorded_as_seen(
     );
 }
 
-/// A Plan stream long enough (1 ms an event) that a client can leave in the middle.
-fn long_stream() -> Bytes {
-    let mut long = api_stream("basic_response.txt").to_vec();
-    let delta = b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\" more\"}}\n\n";
-    let marker = b"event: content_block_stop";
-    let at = long
-        .windows(marker.len())
-        .position(|w| w == marker)
-        .expect("a content_block_stop");
-    for _ in 0..2_000 {
-        long.splice(at..at, delta.iter().copied());
-    }
-    Bytes::from(long)
-}
-
 /// One SDK through a whole session: streaming text, streaming tool use, a JSON answer, an
 /// error, a stream the client leaves, then a Plan 429 in the middle of a conversation that
 /// Bedrock finishes (streaming and not) while the key cools down.
@@ -194,7 +168,7 @@ async fn a_session_through_the_proxy(sdk: Sdk) {
     assert_eq!(error["error"], "BadRequestError", "{error:#}");
 
     // 5. A client that leaves a stream half way.
-    proxy.plan.queue([PlanReply::Stream(long_stream())]);
+    proxy.plan.queue([PlanReply::Stream(long_stream(2_000))]);
     let aborted = ok(
         client.abort_after(&params(&[user("Long")]), 5).await,
         &what("abort"),

@@ -6,12 +6,10 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::StatusCode;
 use reference_server::standins::plan::PlanReply;
 use serde_json::Value;
-use usage_tests::proxy::{BEDROCK_API_KEY, CLIENT_API_KEY, Proxy, Setup, client, fixture};
+use usage_tests::proxy::{BEDROCK_API_KEY, CLIENT_API_KEY, Proxy, Setup, fixture, send};
 
 const ADMIN_TOKEN: &str = "admin-token-Vb7Kp2Qx9Lm4Tz8Wc3";
 
@@ -27,31 +25,6 @@ impl Write for Captured {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-async fn send(
-    method: &str,
-    url: String,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (StatusCode, Bytes) {
-    let mut request = Request::builder().method(method).uri(url);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = client()
-        .request(
-            request
-                .body(Full::new(Bytes::from(body.to_owned())))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let status = response.status();
-    (
-        status,
-        response.into_body().collect().await.unwrap().to_bytes(),
-    )
 }
 
 #[tokio::test]

@@ -245,7 +245,8 @@ pub struct WriterClosed;
 /// * on [`shutdown`](WriterHandle::shutdown) (or when every sender is dropped), each batch
 ///   gets a single attempt and what fails is spooled; then the spool is replayed until the
 ///   store fails, for at most [`WriterConfig::retry_max_delay`]. So stopping takes bounded time
-///   (each store call bounded by the store's own timeouts) and loses nothing: what is left
+///   (each of these store calls is given up after `retry_max_delay` without an answer, and
+///   its records spooled) and loses nothing: what is left
 ///   in the spool, the next writer on it replays.
 ///
 /// **Order.** Records leave the queue in the order they were recorded. While the spool
@@ -461,7 +462,8 @@ enum Patience {
     /// Up to `max_attempts`, with backoff; with a spool, give up as soon as the queue is
     /// full or the writer is stopping.
     Retry,
-    /// One attempt (stopping, with a spool to fall back on).
+    /// One attempt, given up after `retry_max_delay` without an answer (stopping, with a
+    /// spool to fall back on).
     Once,
 }
 
@@ -656,6 +658,31 @@ impl<S: UsageStore> Worker<S> {
         self.publish();
     }
 
+    /// One store call for `records`. With a spool to fall back on it can be abandoned
+    /// (`None`): while retrying, as soon as the queue is full or the writer is stopping; a
+    /// last attempt, after `retry_max_delay` without an answer. An abandoned write may still
+    /// land; its records stay with the writer, and writing them again is harmless.
+    async fn attempt(
+        &self,
+        records: &[UsageRecord],
+        patience: Patience,
+    ) -> Option<Result<(), S::Error>> {
+        if self.spool.is_none() {
+            return Some(self.store.write_batch(records).await);
+        }
+        match patience {
+            Patience::Retry => tokio::select! {
+                result = self.store.write_batch(records) => Some(result),
+                () = give_up(&self.shared) => None,
+            },
+            Patience::Once => {
+                tokio::time::timeout(self.config.retry_max_delay, self.store.write_batch(records))
+                    .await
+                    .ok()
+            }
+        }
+    }
+
     /// Writes the batch, retrying with exponential backoff. Returns whether it was written.
     async fn write(&mut self, patience: Patience) -> bool {
         let count = self.batch.len() as u64;
@@ -663,14 +690,7 @@ impl<S: UsageStore> Worker<S> {
         let mut delay = self.config.retry_initial_delay;
         let mut attempt = 1;
         loop {
-            let result = if spool && patience == Patience::Retry {
-                tokio::select! {
-                    result = self.store.write_batch(&self.batch) => Some(result),
-                    () = give_up(&self.shared) => None,
-                }
-            } else {
-                Some(self.store.write_batch(&self.batch).await)
-            };
+            let result = self.attempt(&self.batch, patience).await;
             let error = match result {
                 Some(Ok(())) => {
                     self.shared
@@ -682,7 +702,7 @@ impl<S: UsageStore> Worker<S> {
                 None => {
                     tracing::warn!(
                         records = count,
-                        "usage queue full or writer stopping: spooling the batch in flight"
+                        "usage store call abandoned (queue full, writer stopping, or no answer): spooling the batch"
                     );
                     return false;
                 }
@@ -782,22 +802,7 @@ impl<S: UsageStore> Worker<S> {
             self.publish();
             return false;
         }
-        let result = if patience == Patience::Retry {
-            tokio::select! {
-                result = self.store.write_batch(&records) => Some(result),
-                // The queue needs the task: come back at once.
-                () = give_up(&self.shared) => None,
-            }
-        } else {
-            // Bounded: a store that does not answer is given up (the write may still land;
-            // the records stay spooled, and writing them again is harmless).
-            tokio::time::timeout(
-                self.config.retry_max_delay,
-                self.store.write_batch(&records),
-            )
-            .await
-            .ok()
-        };
+        let result = self.attempt(&records, patience).await;
         match result {
             Some(Ok(())) => {
                 let count = records.len() as u64;

@@ -88,15 +88,14 @@ async fn shutdown_signal() {
 const SPOOL_REPORT_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Logs the usage writer's backlog while records wait in its spool (the database is
-/// down or slow): a warning each interval, an info line once the spool is replayed.
+/// down or slow), each interval. (The writer itself logs its failed replays, and when the
+/// spool is empty again.)
 async fn report_spool(writer: BatchWriter) {
-    let mut spooling = false;
     let mut every = tokio::time::interval(SPOOL_REPORT_INTERVAL);
     loop {
         every.tick().await;
         let stats = writer.stats();
         if stats.spooled > 0 {
-            spooling = true;
             let oldest_age_secs = stats
                 .oldest_unwritten
                 .map(|at| (chrono::Utc::now() - at).num_seconds());
@@ -107,12 +106,6 @@ async fn report_spool(writer: BatchWriter) {
                 oldest_age_secs,
                 lost_spool_full = stats.spool_refused,
                 "usage database unavailable: records waiting in the spool"
-            );
-        } else if std::mem::take(&mut spooling) {
-            tracing::info!(
-                written = stats.written,
-                queue_depth = stats.queue_depth,
-                "usage spool replayed: every spooled record is in the database"
             );
         }
     }

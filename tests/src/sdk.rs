@@ -22,11 +22,6 @@ pub enum Sdk {
     TypeScript,
 }
 
-impl Sdk {
-    /// Both SDKs.
-    pub const ALL: [Sdk; 2] = [Sdk::Python, Sdk::TypeScript];
-}
-
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -105,11 +100,6 @@ impl SdkClient {
         });
         client.version = hello["version"].as_str().expect("a version").to_owned();
         client
-    }
-
-    /// Which SDK this is.
-    pub fn sdk(&self) -> Sdk {
-        self.sdk
     }
 
     async fn read(&mut self) -> Option<Value> {

@@ -21,7 +21,7 @@ use reference_server::standins::plan::{PlanReply, PlanStandIn};
 use sea_orm::{EntityTrait, PaginatorTrait};
 use usage_layer::store::Buckets;
 use usage_layer::store::sea_orm::entity::token_usage;
-use usage_tests::proxy::{Proxy, Setup, client, fixture, long_stream};
+use usage_tests::proxy::{Proxy, Setup, client, fixture, long_stream, send};
 use usage_tests::relay::Relay;
 use usage_tests::{TestDb, assert_aggregates_match_rows, rows};
 
@@ -55,18 +55,14 @@ fn spool_bytes(dir: &Path) -> u64 {
 }
 
 async fn post(url: &str) -> StatusCode {
-    let response = client()
-        .request(
-            Request::post(url)
-                .header("content-type", "application/json")
-                .body(Full::new(Bytes::from_static(REQUEST.as_bytes())))
-                .unwrap(),
-        )
-        .await
-        .expect("a response");
-    let status = response.status();
-    let _ = response.into_body().collect().await;
-    status
+    send(
+        "POST",
+        url,
+        &[("content-type", "application/json")],
+        REQUEST,
+    )
+    .await
+    .0
 }
 
 fn assert_once_each(rows: &[token_usage::Model], expected: usize) {

@@ -162,6 +162,11 @@ async fn twenty_thousand_streams_are_each_recorded_once_and_add_up() {
         std::collections::BTreeMap::from([(200, streamed + overloaded), (400, rejected)]);
     assert_eq!(statuses, expected_statuses, "only the errors Plan sent");
     assert_eq!(
+        proxy.plan.request_count(),
+        requests,
+        "Plan saw every request"
+    );
+    assert_eq!(
         proxy.bedrock.requests().len(),
         overloaded,
         "Bedrock served every 529"

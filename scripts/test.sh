@@ -13,6 +13,15 @@ step() { printf '\n== %s\n' "$*"; }
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+target="${CARGO_TARGET_DIR:-$root/target}"
+# A clean CI build gains nothing from incremental state (a gigabyte more of disk).
+if [ -n "${CI:-}" ] && [ "${CI:-}" != "false" ]; then
+  export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+fi
+# Every build below selects the same packages, features and targets, so dependencies
+# are compiled once (cargo resolves features per invocation: `cargo run -p X` would
+# build another copy of them), and the programs run from $target/debug.
+echo "disk: $(df -h --output=avail "$root" | tail -n 1 | tr -d ' ') free where the build goes"
 
 fixtures="${USAGE_FIXTURES_DIR:-$root/../shared/fixtures}"
 if [ ! -f "$fixtures/README.md" ]; then
@@ -80,9 +89,13 @@ cargo clippy --locked -p usage-layer --no-default-features -- -D warnings
 step "cargo doc -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --all-features
 
+step "build: every target of the workspace, all features"
+# Also the server binary, which the fault tests run themselves (to kill it), and the
+# programs the steps after the tests run.
+cargo build --locked -q --workspace --all-features --all-targets
+bin="$target/debug"
+
 step "tests"
-# The fault tests run the server binary itself (to kill it): build it first.
-cargo build --locked -q -p reference-server
 # The scanner's mutation fuzzer (usage-layer/tests/fuzz.rs) runs this long; it prints its seed.
 export FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
 if cargo nextest --version >/dev/null 2>&1; then
@@ -102,18 +115,17 @@ step "scanner instruction budget (callgrind: at most 6 instructions per byte)"
 scripts/callgrind.sh
 
 step "end-to-end bench driver: one small round, unoptimised (it runs, and the store keeps every record; no timing)"
-e2e_variants=plain,noop
-[ -n "${TEST_DATABASE_URL:-}" ] && e2e_variants=plain,noop,store
-PROFILE=dev scripts/bench-e2e.sh --rounds 1 --streams 20 --warmup 2 --variants "$e2e_variants" >/dev/null
+e2e_variants=plain,noop,writer
+[ -n "${TEST_DATABASE_URL:-}" ] && e2e_variants=plain,noop,writer,store
+"$bin/e2e" --rounds 1 --streams 20 --warmup 2 --variants "$e2e_variants" >/dev/null
 
 step "example: sse-usage on the fixtures"
-cargo run --locked -q -p usage-layer --example sse-usage -- \
-  --chunk-size 7 "$fixtures"/sse/anthropic-sdk-python/*.txt
+"$bin/examples/sse-usage" --chunk-size 7 "$fixtures"/sse/anthropic-sdk-python/*.txt
 
 step "main job: reference-server demo; users and keys CLI"
-cargo run --locked -q -p reference-server -- demo --dir "$(mktemp -d)"
+"$bin/reference-server" demo --dir "$(mktemp -d)"
 cli_state=$(mktemp -d)
-cli() { cargo run --locked -q -p reference-server -- "$@" --database-url "sqlite://$cli_state/cli.db?mode=rwc" --state-dir "$cli_state"; }
+cli() { "$bin/reference-server" "$@" --database-url "sqlite://$cli_state/cli.db?mode=rwc" --state-dir "$cli_state"; }
 user_id=$(cli users create --name "ci user" --monthly-budget-usd 12.5 --routing bedrock-only | tail -n 1)
 [[ $user_id =~ ^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$ ]] || { echo "users create printed: $user_id" >&2; exit 1; }
 key=$(cli keys create --user "$user_id" --name ci | tail -n 1)
@@ -124,7 +136,7 @@ echo "users create / keys create: ok (user $user_id, key ${key:0:11}…)"
 step "migration CLI: up, status, down, up, fresh (SQLite$( [ -n "${TEST_DATABASE_URL:-}" ] && echo ' and Postgres'))"
 scratch=$(mktemp -d)
 trap 'kill "$moto_pid" 2>/dev/null; rm -rf "$scratch"' EXIT
-migrate() { DATABASE_URL="$1" cargo run --locked -q -p migration -- "${@:2}"; }
+migrate() { DATABASE_URL="$1" "$bin/migration" "${@:2}"; }
 cli_round_trip() {
   migrate "$1" up
   migrate "$1" status
@@ -144,8 +156,7 @@ step "schemathesis against the admin API's OpenAPI document (live server)"
 st_dir=$(mktemp -d)
 st_port=$(free_port)
 st_token="schemathesis-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
-cargo build --locked -q -p reference-server
-target/debug/reference-server serve --database-url "sqlite://$st_dir/st.db?mode=rwc" \
+"$bin/reference-server" serve --database-url "sqlite://$st_dir/st.db?mode=rwc" \
   --state-dir "$st_dir" --bind "127.0.0.1:$st_port" --admin-token "$st_token" \
   --bedrock-enabled=false --plan-api-url http://127.0.0.1:9 >"$st_dir/server.log" 2>&1 &
 st_pid=$!
@@ -159,4 +170,5 @@ timeout 600 .venv/bin/schemathesis run "http://127.0.0.1:$st_port/admin/openapi.
   --max-examples 30 --generation-deterministic --request-timeout 10
 kill "$st_pid"
 
+echo "disk: $(du -sh "$target" | cut -f1) in $target, $(df -h --output=avail "$root" | tail -n 1 | tr -d ' ') free"
 printf '\n== all checks passed\n'

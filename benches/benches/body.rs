@@ -31,10 +31,11 @@ use http::{Request, Response, header};
 use http_body::Body;
 use http_body_util::BodyExt;
 use tower::{Layer, Service, ServiceExt, service_fn};
+use usage_benches::Discard;
 use usage_benches::corpus::{self, Chunking, SEED};
 use usage_benches::frames::Frames;
-use usage_layer::sink::{BatchWriter, NoopSink, UsageStore, WriterConfig};
-use usage_layer::{UsageLayer, UsageRecord};
+use usage_layer::UsageLayer;
+use usage_layer::sink::{BatchWriter, NoopSink, WriterConfig};
 
 /// The upstream: every call answers an SSE response of the prepared frames.
 fn upstream(
@@ -82,17 +83,6 @@ where
             Poll::Ready(Some(Err(error))) => panic!("body error: {error:?}"),
             Poll::Pending => unreachable!("every frame is ready"),
         }
-    }
-}
-
-/// A store that takes every batch and keeps nothing.
-struct Discard;
-
-impl UsageStore for Discard {
-    type Error = Infallible;
-
-    async fn write_batch(&self, _batch: &[UsageRecord]) -> Result<(), Infallible> {
-        Ok(())
     }
 }
 

@@ -7,10 +7,11 @@
 //!   floor (counting newlines with `memchr`).
 //! * [`frames`] — a response body that hands out prepared frames, for the body and
 //!   end-to-end benchmarks.
+//! * [`Discard`] — a store that drops every batch: the batching writer without a database.
 //!
 //! The benchmarks themselves: `benches/parse.rs` (parse throughput), `benches/body.rs`
 //! (body overhead per frame), `src/bin/callgrind-scan.rs` (instruction counts, driven by
-//! `scripts/callgrind.sh`) and `src/bin/e2e.rs` (end to end through a loopback proxy).
+//! `scripts/callgrind.sh`) and `src/bin/e2e/` (end to end through a loopback proxy).
 //! `BENCHMARKS.md` at the repository root has the tables and the commands.
 //!
 //! ```
@@ -24,5 +25,8 @@
 //! ```
 
 pub mod corpus;
+mod discard;
 pub mod frames;
 pub mod readers;
+
+pub use discard::Discard;

@@ -74,39 +74,55 @@ async fn stream(
     })
 }
 
-/// Runs `count` streams over `concurrency` connections, stopping early at `deadline`;
-/// returns each finished stream's timing.
+/// Runs `cycles` cycles over `concurrency` workers, stopping early at `deadline`; returns
+/// each finished stream's timing, per proxy.
+///
+/// A worker holds one keep-alive connection to every proxy; a cycle runs one stream
+/// through each proxy in turn, starting one proxy further along each cycle. So every
+/// proxy serves the same number of streams, spread over the same stretch of time, and
+/// anything else the machine does in that stretch falls on all of them alike.
 pub(crate) async fn run(
-    proxy: SocketAddr,
-    count: usize,
+    proxies: &[SocketAddr],
+    cycles: usize,
     concurrency: usize,
     deadline: Instant,
     expect_bytes: usize,
-) -> anyhow::Result<Vec<Timing>> {
+) -> anyhow::Result<Vec<Vec<Timing>>> {
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
         let next = next.clone();
+        let proxies = proxies.to_vec();
         workers.spawn(async move {
-            let mut sender = connect(proxy).await?;
-            let mut timings = Vec::new();
-            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < count
-                && Instant::now() < deadline
-            {
-                let timing = tokio::time::timeout(
-                    Duration::from_secs(10),
-                    stream(&mut sender, expect_bytes),
-                )
-                .await
-                .context("a stream took over 10 s")??;
-                timings.push(timing);
+            let mut senders = Vec::with_capacity(proxies.len());
+            for &proxy in &proxies {
+                senders.push(connect(proxy).await?);
+            }
+            let mut timings = vec![Vec::new(); proxies.len()];
+            loop {
+                let cycle = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if cycle >= cycles || Instant::now() >= deadline {
+                    break;
+                }
+                for k in 0..proxies.len() {
+                    let i = (cycle + k) % proxies.len();
+                    let timing = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        stream(&mut senders[i], expect_bytes),
+                    )
+                    .await
+                    .with_context(|| format!("a stream through {} took over 10 s", proxies[i]))??;
+                    timings[i].push(timing);
+                }
             }
             anyhow::Ok(timings)
         });
     }
-    let mut all = Vec::with_capacity(count);
+    let mut all = vec![Vec::with_capacity(cycles); proxies.len()];
     while let Some(done) = workers.join_next().await {
-        all.extend(done??);
+        for (mine, theirs) in all.iter_mut().zip(done??) {
+            mine.extend(theirs);
+        }
     }
     Ok(all)
 }

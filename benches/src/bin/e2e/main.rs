@@ -6,16 +6,21 @@
 //! cargo run --profile bench -p usage-benches --bin e2e -- --rounds 5 --streams 1000
 //! ```
 //!
-//! The driver pins itself and the upstream to `--load-cpu` and runs each proxy as a
-//! child process pinned to `--proxy-cpu` (with `taskset`), a fresh process per variant
-//! and round; variants are interleaved, their order rotating from round to round. The
-//! proxy's CPU time is read from `/proc/PID/task/*/schedstat` (nanoseconds) before and
-//! after each round's streams, once its writer has flushed, so the store's work is
-//! counted. `scripts/bench-e2e.sh` runs it and prints the table for `BENCHMARKS.md`.
+//! The driver pins itself and the upstream to `--load-cpu` and runs the proxies as child
+//! processes pinned to `--proxy-cpu` (with `taskset`): every round starts a fresh process
+//! per variant, all at once, and interleaves the variants stream by stream (one stream
+//! through each in turn, the first one rotating), so that whatever else the machine does
+//! during a round falls on every variant alike. A proxy's CPU time is read from
+//! `/proc/PID/task/*/schedstat` (nanoseconds) before and after the round's streams, once
+//! its writer has flushed, so the store's work is counted. `scripts/bench-e2e.sh` runs it
+//! and prints the table for `BENCHMARKS.md`.
 //!
 //! Variants: `plain` (forwarding only), `noop` (+ `UsageLayer` with a no-op sink),
+//! `writer` (+ `UsageLayer` with the batching writer and a store that drops the batches),
 //! `store` (+ `UsageLayer` with the batching writer and the sea-orm store, on a fresh
 //! Postgres database at `--database-url` that the driver creates, migrates and drops).
+//! Every proxy runs a 30-second housekeeping timer unless `--no-housekeeping` (see
+//! `servers::proxy` for why it matters).
 
 mod load;
 mod servers;
@@ -55,6 +60,9 @@ enum Role {
         upstream: SocketAddr,
         #[arg(long)]
         database_url: Option<String>,
+        /// Run no housekeeping timer (see `servers::proxy`).
+        #[arg(long)]
+        no_housekeeping: bool,
     },
 }
 
@@ -63,7 +71,7 @@ struct Drive {
     /// Interleaved rounds; every variant runs once per round.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
-    /// Streams per variant and round (measured).
+    /// Streams per variant and round (measured), interleaved with the other variants'.
     #[arg(long, default_value_t = 1000)]
     streams: usize,
     /// Streams per variant and round before measuring (connections, pool, caches).
@@ -72,8 +80,8 @@ struct Drive {
     /// Concurrent keep-alive connections of the load generator.
     #[arg(long, default_value_t = 1)]
     concurrency: usize,
-    /// Seconds a variant's round may take at most; the streams finished by then count.
-    #[arg(long, default_value_t = 60)]
+    /// Seconds a round's measured streams may take at most; the cycles finished by then count.
+    #[arg(long, default_value_t = 120)]
     max_seconds: u64,
     /// The core of the proxy.
     #[arg(long, default_value_t = 0)]
@@ -89,6 +97,9 @@ struct Drive {
         default_value = "plain,noop,store"
     )]
     variants: Vec<Variant>,
+    /// Run the proxies without their 30-second housekeeping timer (see `servers::proxy`).
+    #[arg(long)]
+    no_housekeeping: bool,
     /// The Postgres server for the `store` variant (a fresh database is made there).
     #[arg(
         long,
@@ -106,7 +117,13 @@ fn main() -> anyhow::Result<()> {
             variant,
             upstream,
             database_url,
-        }) => current_thread()?.block_on(servers::proxy(variant, upstream, database_url)),
+            no_housekeeping,
+        }) => current_thread()?.block_on(servers::proxy(
+            variant,
+            upstream,
+            database_url,
+            !no_housekeeping,
+        )),
         None => drive(&cli.drive),
     }
 }
@@ -150,32 +167,65 @@ impl Server {
         Ok(Server { child, addr })
     }
 
-    /// CPU time of all the server's threads so far (`/proc/PID/task/*/schedstat`).
-    fn cpu_time(&self) -> anyhow::Result<Duration> {
-        let mut nanos: u64 = 0;
-        for task in std::fs::read_dir(format!("/proc/{}/task", self.child.id()))? {
+    /// What the server's threads have used so far.
+    fn counters(&self) -> anyhow::Result<Counters> {
+        let pid = self.child.id();
+        let mut counters = Counters::default();
+        // schedstat: nanoseconds on a CPU, nanoseconds waiting to run, times run.
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
             let stat = std::fs::read_to_string(task?.path().join("schedstat"))?;
-            let on_cpu = stat
-                .split_whitespace()
-                .next()
-                .context("an empty schedstat")?;
-            nanos += on_cpu.parse::<u64>()?;
+            let mut fields = stat.split_whitespace();
+            let mut next = || -> anyhow::Result<u64> {
+                Ok(fields.next().context("a short schedstat")?.parse()?)
+            };
+            counters.cpu_ns += next()?;
+            next()?;
+            counters.runs += next()?;
         }
-        Ok(Duration::from_nanos(nanos))
-    }
-
-    /// User + system CPU time from `/proc/PID/stat` (10 ms ticks; also counts threads
-    /// that have ended): the cross-check of [`cpu_time`](Self::cpu_time).
-    fn cpu_ticks(&self) -> anyhow::Result<u64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // utime and stime: fields 14 and 15 of the line, 12 and 13 after the name.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
         let fields: Vec<&str> = stat
             .rsplit_once(')')
             .context("a /proc stat line")?
             .1
             .split_whitespace()
             .collect();
-        // utime and stime: fields 14 and 15 of the line, 12 and 13 after the name.
-        Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
+        counters.ticks = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+        for line in std::fs::read_to_string(format!("/proc/{pid}/io"))?.lines() {
+            if let Some(("syscw", n)) = line.split_once(": ") {
+                counters.writes = n.trim().parse()?;
+            }
+        }
+        Ok(counters)
+    }
+}
+
+/// Cumulative counters of a server process, from `/proc`.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counters {
+    /// CPU time of all threads (`schedstat`, ns).
+    cpu_ns: u64,
+    /// User + system time from `stat` (10 ms ticks; also counts threads that have
+    /// ended): the cross-check of `cpu_ns`.
+    ticks: u64,
+    /// Times a thread was put on a CPU (`schedstat`): wake-ups, roughly.
+    runs: u64,
+    /// Write-like system calls (`io`: `syscw`; `write` and `writev`, with which the
+    /// proxy answers: `syscr` is left out because reads from a socket by `recv` are not
+    /// counted there).
+    writes: u64,
+}
+
+impl std::ops::Sub for Counters {
+    type Output = Counters;
+
+    fn sub(self, earlier: Counters) -> Counters {
+        Counters {
+            cpu_ns: self.cpu_ns - earlier.cpu_ns,
+            ticks: self.ticks - earlier.ticks,
+            runs: self.runs - earlier.runs,
+            writes: self.writes - earlier.writes,
+        }
     }
 }
 
@@ -191,24 +241,26 @@ impl Drop for Server {
 struct Round {
     variant: Variant,
     streams: usize,
-    cpu: Duration,
-    ticks: u64,
-    elapsed: Duration,
+    used: Counters,
     timings: Vec<Timing>,
 }
 
 impl Round {
     fn cpu_per_1000(&self) -> f64 {
-        self.cpu.as_secs_f64() * 1e3 * 1000.0 / self.streams as f64
+        self.used.cpu_ns as f64 / 1e6 * 1000.0 / self.streams as f64
+    }
+
+    fn writes_per_stream(&self) -> f64 {
+        self.used.writes as f64 / self.streams as f64
+    }
+
+    fn runs_per_stream(&self) -> f64 {
+        self.used.runs as f64 / self.streams as f64
     }
 
     /// Body frames per stream at the client, on average.
     fn frames_per_stream(&self) -> f64 {
         self.timings.iter().map(|t| t.frames).sum::<usize>() as f64 / self.timings.len() as f64
-    }
-
-    fn streams_per_second(&self) -> f64 {
-        self.streams as f64 / self.elapsed.as_secs_f64()
     }
 
     /// The `q` quantile of stream time and of time to first byte, in µs.
@@ -261,74 +313,83 @@ fn run_rounds(
     let upstream = Server::start(args.load_cpu, &["upstream".to_owned()])?;
     let mut rounds = Vec::new();
     let mut stored_expected = 0;
+    let n = args.variants.len();
     for round in 0..args.rounds {
-        for i in 0..args.variants.len() {
-            let variant = args.variants[(i + round) % args.variants.len()];
-            let mut role = vec![
-                "proxy".to_owned(),
-                "--variant".to_owned(),
-                format!("{variant:?}").to_lowercase(),
-                "--upstream".to_owned(),
-                upstream.addr.to_string(),
-            ];
-            if let (Variant::Store, Some(database)) = (variant, database) {
-                role.extend(["--database-url".to_owned(), database.url.clone()]);
-            }
-            let proxy = Server::start(args.proxy_cpu, &role)?;
+        let order: Vec<Variant> = (0..n).map(|i| args.variants[(i + round) % n]).collect();
+        let proxies = order
+            .iter()
+            .map(|&variant| {
+                let mut role = vec![
+                    "proxy".to_owned(),
+                    "--variant".to_owned(),
+                    format!("{variant:?}").to_lowercase(),
+                    "--upstream".to_owned(),
+                    upstream.addr.to_string(),
+                ];
+                if let (Variant::Store, Some(database)) = (variant, database) {
+                    role.extend(["--database-url".to_owned(), database.url.clone()]);
+                }
+                if args.no_housekeeping {
+                    role.push("--no-housekeeping".to_owned());
+                }
+                Server::start(args.proxy_cpu, &role)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let addrs: Vec<SocketAddr> = proxies.iter().map(|proxy| proxy.addr).collect();
+        let (warm, measured, elapsed) = runtime.block_on(async {
             let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
-            let (warm, measured) = runtime.block_on(async {
-                let warm = load::run(
-                    proxy.addr,
-                    args.warmup,
-                    args.concurrency,
-                    deadline,
-                    expect_bytes,
-                )
-                .await?;
-                load::flush(proxy.addr).await?;
-                let (cpu, ticks) = (proxy.cpu_time()?, proxy.cpu_ticks()?);
-                let started = Instant::now();
-                let timings = load::run(
-                    proxy.addr,
-                    args.streams,
-                    args.concurrency,
-                    deadline,
-                    expect_bytes,
-                )
-                .await?;
-                let elapsed = started.elapsed();
-                load::flush(proxy.addr).await?;
-                let round = Round {
+            let warm = load::run(&addrs, args.warmup, 1, deadline, expect_bytes).await?;
+            let before = flushed_counters(&proxies).await?;
+            let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
+            let started = Instant::now();
+            let timings = load::run(
+                &addrs,
+                args.streams,
+                args.concurrency,
+                deadline,
+                expect_bytes,
+            )
+            .await?;
+            let elapsed = started.elapsed();
+            let after = flushed_counters(&proxies).await?;
+            let measured: Vec<Round> = order
+                .iter()
+                .zip(timings)
+                .zip(after.into_iter().zip(before))
+                .map(|((&variant, timings), (after, before))| Round {
                     variant,
                     streams: timings.len(),
-                    cpu: proxy.cpu_time()? - cpu,
-                    ticks: proxy.cpu_ticks()? - ticks,
-                    elapsed,
+                    used: after - before,
                     timings,
-                };
-                anyhow::Ok((warm.len(), round))
-            })?;
-            ensure!(
-                measured.streams > 0,
-                "no stream finished in {variant:?} before the deadline"
-            );
-            if variant == Variant::Store {
-                stored_expected += warm + measured.streams;
+                })
+                .collect();
+            anyhow::Ok((warm[0].len(), measured, elapsed))
+        })?;
+        let streams = measured[0].streams;
+        ensure!(streams > 0, "no stream finished before the deadline");
+        eprintln!(
+            "round {}/{}: {streams} streams per variant in {:.1} s",
+            round + 1,
+            args.rounds,
+            elapsed.as_secs_f64()
+        );
+        for round in measured {
+            if round.variant == Variant::Store {
+                stored_expected += warm + round.streams;
             }
-            let (p50, ttfb50) = measured.quantiles(0.5);
+            let (p50, ttfb50) = round.quantiles(0.5);
             eprintln!(
-                "round {}/{} {variant:?}: {} streams, {:.1} ms CPU/1000 streams (stat: {} ticks), {:.1} streams/s, p50 {:.0} µs, TTFB p50 {:.0} µs, {:.0} frames/stream",
-                round + 1,
-                args.rounds,
-                measured.streams,
-                measured.cpu_per_1000(),
-                measured.ticks,
-                measured.streams_per_second(),
+                "  {:?}: {:.1} ms CPU/1000 streams (stat: {} ticks), {:.0} writes and {:.0} runs per stream, p50 {:.0} µs, TTFB p50 {:.0} µs, {:.0} frames/stream",
+                round.variant,
+                round.cpu_per_1000(),
+                round.used.ticks,
+                round.writes_per_stream(),
+                round.runs_per_stream(),
                 p50,
                 ttfb50,
-                measured.frames_per_stream(),
+                round.frames_per_stream(),
             );
-            rounds.push(measured);
+            rounds.push(round);
         }
     }
     if let Some(database) = database {
@@ -344,6 +405,14 @@ fn run_rounds(
     Ok(rounds)
 }
 
+/// Flushes every proxy's writer, then reads every proxy's counters.
+async fn flushed_counters(proxies: &[Server]) -> anyhow::Result<Vec<Counters>> {
+    for proxy in proxies {
+        load::flush(proxy.addr).await?;
+    }
+    proxies.iter().map(Server::counters).collect()
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     let n = values.len();
@@ -355,17 +424,24 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 /// Prints the Markdown table: medians over rounds, and each variant's CPU and TTFB
-/// against the `plain` round run next to it (median of the per-round differences).
+/// against the `plain` proxy of the same round (median, and range, of the per-round
+/// comparisons).
 #[allow(clippy::print_stdout, reason = "the table is the program's output")]
 fn report(args: &Drive, rounds: &[Round]) {
     println!(
-        "{} rounds × {} streams per variant (+{} warm-up), concurrency {}, proxy on CPU {}, load + upstream on CPU {}; medians over rounds.\n",
-        args.rounds, args.streams, args.warmup, args.concurrency, args.proxy_cpu, args.load_cpu
+        "{} rounds × {} streams per variant (+{} warm-up), variants interleaved stream by stream, concurrency {}, proxies on CPU {}, load + upstream on CPU {}, housekeeping timer {}; medians over rounds.\n",
+        args.rounds,
+        args.streams,
+        args.warmup,
+        args.concurrency,
+        args.proxy_cpu,
+        args.load_cpu,
+        if args.no_housekeeping { "off" } else { "on" },
     );
     println!(
-        "| variant | proxy CPU per 1,000 streams | vs plain (CPU) | streams/s | stream p50 | stream p99 | TTFB p50 | TTFB p99 | TTFB p50 − plain | frames per stream at the client |"
+        "| variant | proxy CPU per 1,000 streams | vs plain (CPU) | per-round range | write syscalls per stream | runs per stream | stream p50 | stream p99 | TTFB p50 | TTFB p99 | TTFB p50 − plain | frames per stream at the client |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let plain: Vec<&Round> = rounds
         .iter()
         .filter(|r| r.variant == Variant::Plain)
@@ -373,23 +449,32 @@ fn report(args: &Drive, rounds: &[Round]) {
     for &variant in &args.variants {
         let mine: Vec<&Round> = rounds.iter().filter(|r| r.variant == variant).collect();
         let of = |f: &dyn Fn(&Round) -> f64| median(mine.iter().map(|r| f(r)).collect());
-        let versus = |f: &dyn Fn(&Round, &Round) -> f64| {
-            if plain.len() == mine.len() {
-                Some(median(
-                    mine.iter().zip(&plain).map(|(m, p)| f(m, p)).collect(),
-                ))
-            } else {
-                None
-            }
+        let versus = |f: &dyn Fn(&Round, &Round) -> f64| -> Option<Vec<f64>> {
+            (plain.len() == mine.len())
+                .then(|| mine.iter().zip(&plain).map(|(m, p)| f(m, p)).collect())
         };
-        let cpu_ratio = versus(&|m, p| m.cpu_per_1000() / p.cpu_per_1000() - 1.0)
-            .map_or("–".to_owned(), |r| format!("{:+.2} %", r * 100.0));
+        let cpu_ratios = versus(&|m, p| (m.cpu_per_1000() / p.cpu_per_1000() - 1.0) * 100.0);
+        let (cpu_ratio, cpu_range) = match cpu_ratios {
+            Some(ratios) => {
+                let (low, high) = ratios
+                    .iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &r| {
+                        (l.min(r), h.max(r))
+                    });
+                (
+                    format!("{:+.2} %", median(ratios)),
+                    format!("{low:+.1} … {high:+.1} %"),
+                )
+            }
+            None => ("–".to_owned(), "–".to_owned()),
+        };
         let ttfb_delta = versus(&|m, p| m.quantiles(0.5).1 - p.quantiles(0.5).1)
-            .map_or("–".to_owned(), |d| format!("{d:+.0} µs"));
+            .map_or("–".to_owned(), |d| format!("{:+.0} µs", median(d)));
         println!(
-            "| {variant:?} | {:.1} ms | {cpu_ratio} | {:.1} | {:.0} µs | {:.0} µs | {:.0} µs | {:.0} µs | {ttfb_delta} | {:.0} |",
+            "| {variant:?} | {:.1} ms | {cpu_ratio} | {cpu_range} | {:.0} | {:.0} | {:.0} µs | {:.0} µs | {:.0} µs | {:.0} µs | {ttfb_delta} | {:.0} |",
             of(&Round::cpu_per_1000),
-            of(&Round::streams_per_second),
+            of(&Round::writes_per_stream),
+            of(&Round::runs_per_stream),
             of(&|r| r.quantiles(0.5).0),
             of(&|r| r.quantiles(0.99).0),
             of(&|r| r.quantiles(0.5).1),

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
@@ -14,6 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tower::{Layer, Service, ServiceExt};
+use usage_benches::Discard;
 use usage_benches::corpus::{self, SEED};
 use usage_benches::frames::Frames;
 use usage_layer::UsageLayer;
@@ -33,6 +35,9 @@ pub(crate) enum Variant {
     Plain,
     /// `UsageLayer` with a sink that drops every record.
     Noop,
+    /// `UsageLayer` with the batching writer and a store that drops every batch: the
+    /// writer's own cost, without the database.
+    Writer,
     /// `UsageLayer` with the batching writer and the sea-orm store on Postgres.
     Store,
 }
@@ -98,13 +103,32 @@ pub(crate) async fn upstream() -> anyhow::Result<()> {
     serve(listener, service).await
 }
 
+/// How often the proxy's housekeeping timer fires.
+const HOUSEKEEPING: Duration = Duration::from_secs(30);
+
 /// The proxy: forwards every request to `upstream` through a pooled hyper client and
 /// streams the response back, with the layer of `variant` around the forwarding.
+///
+/// With `housekeeping`, a task wakes every 30 s and does nothing, as a server's periodic
+/// jobs do (the reference server reports its spool every 30 s). It matters: a tokio
+/// runtime with any timer pending parks in `epoll_wait` with a timeout, which costs the
+/// kernel a high-resolution timer per park, on every wake-up of a streaming proxy; the
+/// batching writer's flush timer is pending whenever records wait. Without the task the
+/// `plain` and `noop` proxies are the only ones that never have a timer.
 pub(crate) async fn proxy(
     variant: Variant,
     upstream: SocketAddr,
     database_url: Option<String>,
+    housekeeping: bool,
 ) -> anyhow::Result<()> {
+    if housekeeping {
+        tokio::spawn(async {
+            let mut every = tokio::time::interval(HOUSEKEEPING);
+            loop {
+                every.tick().await;
+            }
+        });
+    }
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     let client: Client<HttpConnector, Incoming> =
@@ -125,6 +149,11 @@ pub(crate) async fn proxy(
         Variant::Noop => {
             let service = UsageLayer::new(NoopSink).layer(forward);
             serve(listener, with_flush(service, None)).await
+        }
+        Variant::Writer => {
+            let (writer, handle) = BatchWriter::spawn(Discard, WriterConfig::default());
+            let service = UsageLayer::new(writer).layer(forward);
+            serve(listener, with_flush(service, Some(Arc::new(handle)))).await
         }
         Variant::Store => {
             let url = database_url.context("the store variant needs --database-url")?;

@@ -198,8 +198,13 @@ impl Scanner {
                     None => break,
                 },
             };
-            self.line_part(&input[..end]);
-            self.end_line();
+            let line = &input[..end];
+            if self.line == Line::Start {
+                self.whole_line(line);
+            } else {
+                self.line_part(line);
+                self.end_line();
+            }
             let rest = &input[end + 1..];
             input = match (input[end], rest.first()) {
                 (b'\r', Some(b'\n')) => &rest[1..],
@@ -252,6 +257,26 @@ impl Scanner {
             self.bom_matched = None;
             self.feed(&BOM[..before]);
             input
+        }
+    }
+
+    /// Takes a line that is whole in one piece — nearly every line of a stream — without
+    /// the state machine that [`line_part`](Self::line_part) and
+    /// [`end_line`](Self::end_line) need for lines cut across pieces; the result is the
+    /// same as theirs.
+    fn whole_line(&mut self, line: &[u8]) {
+        if line.is_empty() {
+            self.dispatch();
+        } else if let Some(value) = line.strip_prefix(b"data:") {
+            self.begin_value(Field::Data);
+            if let Some(value) = field_value(value) {
+                self.data_value(value);
+            }
+        } else if let Some(value) = line.strip_prefix(b"event:") {
+            self.named = named(field_value(value).unwrap_or_default());
+        } else {
+            self.line_part(line);
+            self.end_line();
         }
     }
 
@@ -374,23 +399,27 @@ impl Scanner {
     fn value(&mut self, field: Field, part: &[u8]) {
         match field {
             Field::Event => self.event_name.push(part),
-            Field::Data => match self.data_mode {
-                Data::Keep => self.push_data(part),
-                Data::Sniff => {
-                    self.push_data(part);
-                    self.sniff();
-                }
-                Data::None | Data::Skip | Data::Dropped => {}
-            },
+            Field::Data => self.data_value(part),
+        }
+    }
+
+    /// Part of a `data` value: kept, sniffed, or (nearly always) skipped in place.
+    #[inline]
+    fn data_value(&mut self, part: &[u8]) {
+        match self.data_mode {
+            Data::Keep => self.push_data(part),
+            Data::Sniff => {
+                self.push_data(part);
+                self.sniff();
+            }
+            Data::None | Data::Skip | Data::Dropped => {}
         }
     }
 
     fn end_value(&mut self, field: Field) {
         if field == Field::Event {
             self.named = match self.event_name.get() {
-                // `event:` with no value names no type (the spec's default, "message").
-                Some([]) => None,
-                Some(name) => Some(EventKind::from_name(name)),
+                Some(name) => named(name),
                 None => Some(EventKind::Other),
             };
         }
@@ -434,6 +463,21 @@ impl Scanner {
             Data::None | Data::Skip => {}
         }
         self.data.clear();
+    }
+}
+
+/// The kind an `event:` line names; an empty name names none (the spec's default, "message").
+fn named(name: &[u8]) -> Option<EventKind> {
+    (!name.is_empty()).then(|| EventKind::from_name(name))
+}
+
+/// A field's value after the colon, without its optional leading space; `None` when
+/// nothing follows the colon (a value part that is never seen, as in `line_part`).
+fn field_value(after_colon: &[u8]) -> Option<&[u8]> {
+    match after_colon.first() {
+        None => None,
+        Some(b' ') => Some(&after_colon[1..]),
+        Some(_) => Some(after_colon),
     }
 }
 
@@ -496,6 +540,32 @@ mod tests {
             let body = scan_pieces(&[&bytes[..cut], &bytes[cut..]]);
             assert_eq!(body.usage.output_tokens, Some(6), "cut at {cut}");
             assert_eq!(body.stats.events, 2, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn whole_lines_read_as_lines_cut_into_bytes() {
+        // Every line whole in one piece (the fast path) against one byte per piece (every
+        // line through the state machine), on the corner cases of field syntax.
+        let streams = [
+            format!("event:\ndata: {START}\n\n"),
+            format!("event: \ndata:{START}\n\n"),
+            format!("event:message_start\ndata:\ndata: {START}\n\n"),
+            format!("event: message_start\ndata: \ndata:{START}\n\n"),
+            format!("event: ping\nevent: message_start\ndata: {START}\n\n"),
+            format!("event\ndata\n\nevent: message_delta\ndata: {DELTA}\n\n"),
+            format!("eventx: message_start\ndata: {START}\n\n:c\nid: 1\ndata:  {DELTA}\n\n"),
+            format!("event: a-very-long-event-name-indeed\ndata: {START}\n\n"),
+            format!("data:\ndata: {{\"type\"\ndata: :\"message_start\"}}\n\ndata: {DELTA}\n\n"),
+            format!("data: {{\"type\":\"ping\"}}\ndata: {DELTA}\n\ndata:\n\n"),
+        ];
+        for stream in &streams {
+            let bytes = stream.as_bytes();
+            let whole = scan_pieces(&[bytes]);
+            let bytewise: Vec<&[u8]> = bytes.chunks(1).collect();
+            assert_eq!(whole, scan_pieces(&bytewise), "{stream:?}");
+            let crlf = stream.replace('\n', "\r\n");
+            assert_eq!(whole, scan_pieces(&[crlf.as_bytes()]), "{crlf:?}");
         }
     }
 

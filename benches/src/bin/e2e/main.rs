@@ -19,8 +19,8 @@
 //! `writer` (+ `UsageLayer` with the batching writer and a store that drops the batches),
 //! `store` (+ `UsageLayer` with the batching writer and the sea-orm store, on a fresh
 //! Postgres database at `--database-url` that the driver creates, migrates and drops).
-//! Every proxy runs a 30-second housekeeping timer unless `--no-housekeeping` (see
-//! `servers::proxy` for why it matters).
+//! Every proxy runs a housekeeping timer, every 30 s unless `--housekeeping-ms` says
+//! otherwise (0: none; see `servers::proxy` for why it matters).
 
 mod load;
 mod servers;
@@ -60,9 +60,9 @@ enum Role {
         upstream: SocketAddr,
         #[arg(long)]
         database_url: Option<String>,
-        /// Run no housekeeping timer (see `servers::proxy`).
-        #[arg(long)]
-        no_housekeeping: bool,
+        /// The housekeeping timer's period in ms; 0: none (see `servers::proxy`).
+        #[arg(long, default_value_t = HOUSEKEEPING_MS)]
+        housekeeping_ms: u64,
     },
 }
 
@@ -97,9 +97,9 @@ struct Drive {
         default_value = "plain,noop,store"
     )]
     variants: Vec<Variant>,
-    /// Run the proxies without their 30-second housekeeping timer (see `servers::proxy`).
-    #[arg(long)]
-    no_housekeeping: bool,
+    /// The period of every proxy's housekeeping timer, in ms; 0: none (see `servers::proxy`).
+    #[arg(long, default_value_t = HOUSEKEEPING_MS)]
+    housekeeping_ms: u64,
     /// The Postgres server for the `store` variant (a fresh database is made there).
     #[arg(
         long,
@@ -117,16 +117,19 @@ fn main() -> anyhow::Result<()> {
             variant,
             upstream,
             database_url,
-            no_housekeeping,
+            housekeeping_ms,
         }) => current_thread()?.block_on(servers::proxy(
             variant,
             upstream,
             database_url,
-            !no_housekeeping,
+            (housekeeping_ms > 0).then(|| Duration::from_millis(housekeeping_ms)),
         )),
         None => drive(&cli.drive),
     }
 }
+
+/// The housekeeping timer's default period: the reference server's spool report.
+const HOUSEKEEPING_MS: u64 = 30_000;
 
 /// Every process of the run is one thread (one core each): a current-thread runtime.
 fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
@@ -329,9 +332,7 @@ fn run_rounds(
                 if let (Variant::Store, Some(database)) = (variant, database) {
                     role.extend(["--database-url".to_owned(), database.url.clone()]);
                 }
-                if args.no_housekeeping {
-                    role.push("--no-housekeeping".to_owned());
-                }
+                role.push(format!("--housekeeping-ms={}", args.housekeeping_ms));
                 Server::start(args.proxy_cpu, &role)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -436,7 +437,10 @@ fn report(args: &Drive, rounds: &[Round]) {
         args.concurrency,
         args.proxy_cpu,
         args.load_cpu,
-        if args.no_housekeeping { "off" } else { "on" },
+        match args.housekeeping_ms {
+            0 => "none".to_owned(),
+            ms => format!("every {ms} ms"),
+        },
     );
     println!(
         "| variant | proxy CPU per 1,000 streams | vs plain (CPU) | per-round range | write syscalls per stream | runs per stream | stream p50 | stream p99 | TTFB p50 | TTFB p99 | TTFB p50 − plain | frames per stream at the client |"

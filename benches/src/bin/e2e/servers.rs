@@ -103,27 +103,25 @@ pub(crate) async fn upstream() -> anyhow::Result<()> {
     serve(listener, service).await
 }
 
-/// How often the proxy's housekeeping timer fires.
-const HOUSEKEEPING: Duration = Duration::from_secs(30);
-
 /// The proxy: forwards every request to `upstream` through a pooled hyper client and
 /// streams the response back, with the layer of `variant` around the forwarding.
 ///
-/// With `housekeeping`, a task wakes every 30 s and does nothing, as a server's periodic
+/// With `housekeeping`, a task wakes that often and does nothing, as a server's periodic
 /// jobs do (the reference server reports its spool every 30 s). It matters: a tokio
-/// runtime with any timer pending parks in `epoll_wait` with a timeout, which costs the
-/// kernel a high-resolution timer per park, on every wake-up of a streaming proxy; the
-/// batching writer's flush timer is pending whenever records wait. Without the task the
-/// `plain` and `noop` proxies are the only ones that never have a timer.
+/// runtime with a timer pending parks in `epoll_wait` with a timeout, which costs the
+/// kernel a timer per park, on every wake-up of a streaming proxy, and more the nearer
+/// the timer (BENCHMARKS.md, section 5); the batching writer's flush timer (1 s) is
+/// pending whenever records wait. Without the task the `plain` and `noop` proxies never
+/// have a timer pending.
 pub(crate) async fn proxy(
     variant: Variant,
     upstream: SocketAddr,
     database_url: Option<String>,
-    housekeeping: bool,
+    housekeeping: Option<Duration>,
 ) -> anyhow::Result<()> {
-    if housekeeping {
-        tokio::spawn(async {
-            let mut every = tokio::time::interval(HOUSEKEEPING);
+    if let Some(period) = housekeeping {
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(period);
             loop {
                 every.tick().await;
             }

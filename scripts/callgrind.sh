@@ -6,13 +6,17 @@
 # under callgrind for N = LOW and N = HIGH, and the difference of the two totals over
 # (HIGH - LOW) × corpus bytes is the scanner's own cost (process start-up and building
 # the corpus cancel out). Both the event-aligned and the 128-byte chunking are counted;
-# the script fails (exit 1) when either is above BUDGET instructions per byte.
+# the script fails (exit 1) when either is above its budget in instructions per byte:
+# BUDGET (6.0, the target) for both, and the tighter BUDGET_EVENT_ALIGNED (3.5) for
+# event-aligned pieces, which keeps the whole-line path (2.844 when it was set) from
+# slipping back unnoticed.
 #
-#   scripts/callgrind.sh            # BUDGET=6.0 LOW=2 HIGH=12
+#   scripts/callgrind.sh            # BUDGET=6.0 BUDGET_EVENT_ALIGNED=3.5 LOW=2 HIGH=12
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
 budget="${BUDGET:-6.0}"
+budget_event_aligned="${BUDGET_EVENT_ALIGNED:-3.5}"
 low="${LOW:-2}"
 high="${HIGH:-12}"
 
@@ -38,7 +42,9 @@ for chunking in event_aligned 128; do
   lo=$(count "$low" "$chunking")
   hi=$(count "$high" "$chunking")
   bytes=$(cat "$work/stdout")
-  verdict=$(python3 - "$lo" "$hi" "$bytes" "$low" "$high" "$budget" <<'PY'
+  limit=$budget
+  [ "$chunking" = event_aligned ] && limit=$budget_event_aligned
+  verdict=$(python3 - "$lo" "$hi" "$bytes" "$low" "$high" "$limit" <<'PY'
 import sys
 lo, hi, size, low, high = map(int, sys.argv[1:6])
 budget = float(sys.argv[6])
@@ -47,10 +53,10 @@ print(f"{per_byte:.3f} {'yes' if per_byte <= budget else 'NO'}")
 PY
 )
   read -r per_byte met <<<"$verdict"
-  printf '| %s | %s | %s | %s |\n' "$chunking" "$per_byte" "$budget" "$met"
+  printf '| %s | %s | %s | %s |\n' "$chunking" "$per_byte" "$limit" "$met"
   [ "$met" = yes ] || status=1
 done
 if [ "$status" -ne 0 ]; then
-  echo "FAIL: the scanner is over its budget of $budget instructions per byte" >&2
+  echo "FAIL: the scanner is over its budget of instructions per byte (table above)" >&2
 fi
 exit "$status"

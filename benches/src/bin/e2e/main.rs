@@ -63,6 +63,9 @@ enum Role {
         /// The housekeeping timer's period in ms; 0: none (see `servers::proxy`).
         #[arg(long, default_value_t = HOUSEKEEPING_MS)]
         housekeeping_ms: u64,
+        /// Run the batching writer on a thread of its own.
+        #[arg(long)]
+        writer_thread: bool,
     },
 }
 
@@ -100,6 +103,11 @@ struct Drive {
     /// The period of every proxy's housekeeping timer, in ms; 0: none (see `servers::proxy`).
     #[arg(long, default_value_t = HOUSEKEEPING_MS)]
     housekeeping_ms: u64,
+    /// Run the batching writer of the `writer` and `store` proxies on a thread of its own
+    /// (a current-thread runtime there), so that its flush timer is not on the runtime
+    /// that serves the streams; its CPU time still counts (every thread of the process).
+    #[arg(long)]
+    writer_thread: bool,
     /// The Postgres server for the `store` variant (a fresh database is made there).
     #[arg(
         long,
@@ -118,11 +126,13 @@ fn main() -> anyhow::Result<()> {
             upstream,
             database_url,
             housekeeping_ms,
+            writer_thread,
         }) => current_thread()?.block_on(servers::proxy(
             variant,
             upstream,
             database_url,
             (housekeeping_ms > 0).then(|| Duration::from_millis(housekeeping_ms)),
+            writer_thread,
         )),
         None => drive(&cli.drive),
     }
@@ -333,6 +343,9 @@ fn run_rounds(
                     role.extend(["--database-url".to_owned(), database.url.clone()]);
                 }
                 role.push(format!("--housekeeping-ms={}", args.housekeeping_ms));
+                if args.writer_thread {
+                    role.push("--writer-thread".to_owned());
+                }
                 Server::start(args.proxy_cpu, &role)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -430,7 +443,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 #[allow(clippy::print_stdout, reason = "the table is the program's output")]
 fn report(args: &Drive, rounds: &[Round]) {
     println!(
-        "{} rounds × {} streams per variant (+{} warm-up), variants interleaved stream by stream, concurrency {}, proxies on CPU {}, load + upstream on CPU {}, housekeeping timer {}; medians over rounds.\n",
+        "{} rounds × {} streams per variant (+{} warm-up), variants interleaved stream by stream, concurrency {}, proxies on CPU {}, load + upstream on CPU {}, housekeeping timer {}, writer on {}; medians over rounds.\n",
         args.rounds,
         args.streams,
         args.warmup,
@@ -440,6 +453,11 @@ fn report(args: &Drive, rounds: &[Round]) {
         match args.housekeeping_ms {
             0 => "none".to_owned(),
             ms => format!("every {ms} ms"),
+        },
+        if args.writer_thread {
+            "a thread of its own"
+        } else {
+            "the proxy's runtime"
         },
     );
     println!(

@@ -107,17 +107,18 @@ pub(crate) async fn upstream() -> anyhow::Result<()> {
 /// streams the response back, with the layer of `variant` around the forwarding.
 ///
 /// With `housekeeping`, a task wakes that often and does nothing, as a server's periodic
-/// jobs do (the reference server reports its spool every 30 s). It matters: a tokio
-/// runtime with a timer pending parks in `epoll_wait` with a timeout, which costs the
-/// kernel a timer per park, on every wake-up of a streaming proxy, and more the nearer
-/// the timer (BENCHMARKS.md, section 5); the batching writer's flush timer (1 s) is
-/// pending whenever records wait. Without the task the `plain` and `noop` proxies never
-/// have a timer pending.
+/// jobs do (the reference server reports its spool every 30 s). Without it the `plain`
+/// and `noop` proxies never have a timer pending, while the batching writer's flush
+/// timer (1 s) is pending whenever records wait — and the writer variants then measure
+/// ~1.6 points of CPU more against plain than with it (BENCHMARKS.md, section 5; why is
+/// not established). With `writer_thread` the writer runs on a thread of its own, so
+/// that its timer is not on the runtime that serves the streams.
 pub(crate) async fn proxy(
     variant: Variant,
     upstream: SocketAddr,
     database_url: Option<String>,
     housekeeping: Option<Duration>,
+    writer_thread: bool,
 ) -> anyhow::Result<()> {
     if let Some(period) = housekeeping {
         tokio::spawn(async move {
@@ -148,23 +149,65 @@ pub(crate) async fn proxy(
             let service = UsageLayer::new(NoopSink).layer(forward);
             serve(listener, with_flush(service, None)).await
         }
-        Variant::Writer => {
-            let (writer, handle) = BatchWriter::spawn(Discard, WriterConfig::default());
-            let service = UsageLayer::new(writer).layer(forward);
-            serve(listener, with_flush(service, Some(Arc::new(handle)))).await
-        }
-        Variant::Store => {
-            let url = database_url.context("the store variant needs --database-url")?;
-            let db = sea_orm::Database::connect(&url)
-                .await
-                .context("connect to the bench database")?;
-            let store =
-                SeaOrmStore::new(db, Arc::new(PriceCatalog::defaults()), Buckets::default());
-            let (writer, handle) = BatchWriter::spawn(store, WriterConfig::default());
+        Variant::Writer | Variant::Store => {
+            let url = match variant {
+                Variant::Store => {
+                    Some(database_url.context("the store variant needs --database-url")?)
+                }
+                _ => None,
+            };
+            let (writer, handle) = if writer_thread {
+                start_writer_on_own_thread(url).await?
+            } else {
+                start_writer(url.as_deref()).await?
+            };
             let service = UsageLayer::new(writer).layer(forward);
             serve(listener, with_flush(service, Some(Arc::new(handle)))).await
         }
     }
+}
+
+/// The batching writer, with the sea-orm store at `database_url`, or with [`Discard`].
+async fn start_writer(database_url: Option<&str>) -> anyhow::Result<(BatchWriter, WriterHandle)> {
+    let Some(url) = database_url else {
+        return Ok(BatchWriter::spawn(Discard, WriterConfig::default()));
+    };
+    let db = sea_orm::Database::connect(url)
+        .await
+        .context("connect to the bench database")?;
+    let store = SeaOrmStore::new(db, Arc::new(PriceCatalog::defaults()), Buckets::default());
+    Ok(BatchWriter::spawn(store, WriterConfig::default()))
+}
+
+/// [`start_writer`] on a thread of its own, with a current-thread runtime that runs the
+/// writer's task (and the store's connections) until the process ends.
+async fn start_writer_on_own_thread(
+    database_url: Option<String>,
+) -> anyhow::Result<(BatchWriter, WriterHandle)> {
+    let (started, writer) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("usage-writer".to_owned())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    let _ = started.send(Err(error.into()));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let writer = start_writer(database_url.as_deref()).await;
+                let running = writer.is_ok();
+                let _ = started.send(writer);
+                if running {
+                    std::future::pending::<()>().await;
+                }
+            });
+        })?;
+    writer.await.context("the writer's thread ended")?
 }
 
 /// `service`, plus [`FLUSH_PATH`], which flushes the writer (if any) and answers 204.

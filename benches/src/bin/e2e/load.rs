@@ -118,7 +118,9 @@ pub(crate) async fn run(
             anyhow::Ok(timings)
         });
     }
-    let mut all = vec![Vec::with_capacity(cycles); proxies.len()];
+    let mut all: Vec<Vec<Timing>> = (0..proxies.len())
+        .map(|_| Vec::with_capacity(cycles))
+        .collect();
     while let Some(done) = workers.join_next().await {
         for (mine, theirs) in all.iter_mut().zip(done??) {
             mine.extend(theirs);

@@ -352,7 +352,14 @@ fn run_rounds(
         let addrs: Vec<SocketAddr> = proxies.iter().map(|proxy| proxy.addr).collect();
         let (warm, measured, elapsed) = runtime.block_on(async {
             let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
-            let warm = load::run(&addrs, args.warmup, 1, deadline, expect_bytes).await?;
+            let warm = load::run(
+                &addrs,
+                args.warmup,
+                args.concurrency,
+                deadline,
+                expect_bytes,
+            )
+            .await?;
             let before = flushed_counters(&proxies).await?;
             let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
             let started = Instant::now();

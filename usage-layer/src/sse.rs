@@ -409,8 +409,22 @@ impl Scanner {
         match self.data_mode {
             Data::Keep => self.push_data(part),
             Data::Sniff => {
-                self.push_data(part);
+                // Only the first `SNIFF_LIMIT` bytes (or the cap, if smaller) decide, so
+                // where the pieces are cut cannot change the decision, and data that turns
+                // out to be skipped is never buffered past them.
+                let room = SNIFF_LIMIT.min(self.max_event_bytes);
+                let room = room.saturating_sub(self.data.len()).min(part.len());
+                let (head, rest) = part.split_at(room);
+                self.push_data(head);
                 self.sniff();
+                if !rest.is_empty() {
+                    if self.data_mode == Data::Sniff {
+                        // The cap is reached and the type is still not known.
+                        self.drop_data();
+                    } else {
+                        self.data_value(rest);
+                    }
+                }
             }
             Data::None | Data::Skip | Data::Dropped => {}
         }
@@ -427,9 +441,14 @@ impl Scanner {
 
     fn push_data(&mut self, part: &[u8]) {
         if !append_bounded(&mut self.data, part, self.max_event_bytes) {
-            self.data_mode = Data::Dropped;
-            self.data = Vec::new();
+            self.drop_data();
         }
+    }
+
+    /// The event's data is over the cap: free it and skip the rest.
+    fn drop_data(&mut self) {
+        self.data_mode = Data::Dropped;
+        self.data = Vec::new();
     }
 
     /// Decides an unnamed event from the `"type"` its data starts with, once that is known.
@@ -667,6 +686,29 @@ mod tests {
             Some(11),
             "later events still count"
         );
+    }
+
+    #[test]
+    fn unnamed_events_are_judged_by_their_type_whatever_the_pieces() {
+        let text = "x".repeat(300);
+        let skipped = format!(
+            "data: {{\"type\":\"content_block_delta\",\"delta\":{{\"text\":\"{text}\"}}}}\n\n"
+        );
+        let kept = format!("data: {DELTA}\n\n");
+        // Caps below and above the sniff window (64 bytes), both below the kept data.
+        for cap in [40, 70] {
+            for (stream, issue) in [(&skipped, None), (&kept, Some(ParseIssue::OverCap))] {
+                let mut whole = Scanner::with_max_event_bytes(cap);
+                whole.feed(stream.as_bytes());
+                let whole = whole.finish();
+                let mut bytewise = Scanner::with_max_event_bytes(cap);
+                for byte in stream.as_bytes() {
+                    bytewise.feed(std::slice::from_ref(byte));
+                }
+                assert_eq!(whole.issue, issue, "cap {cap}: {stream}");
+                assert_eq!(whole, bytewise.finish(), "cap {cap}: {stream}");
+            }
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 use usage_layer::Usage;
 use usage_layer::anthropic::BodyUsage;
-use usage_layer::sse::Scanner;
+use usage_layer::sse::{DEFAULT_MAX_EVENT_BYTES, Scanner};
 
 /// The usage fields a generated event reports; `None` leaves the field out.
 #[derive(Clone, Debug, Default)]
@@ -261,7 +261,11 @@ fn render(events: &[Event], style: &Style) -> Vec<u8> {
 }
 
 fn scan(bytes: &[u8], cuts: &[usize]) -> BodyUsage {
-    let mut scanner = Scanner::new();
+    scan_capped(bytes, cuts, DEFAULT_MAX_EVENT_BYTES)
+}
+
+fn scan_capped(bytes: &[u8], cuts: &[usize], cap: usize) -> BodyUsage {
+    let mut scanner = Scanner::with_max_event_bytes(cap);
     let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
     cuts.sort_unstable();
     let mut from = 0;
@@ -310,6 +314,25 @@ proptest! {
             scanner.feed(std::slice::from_ref(byte));
         }
         prop_assert_eq!(scanner.finish(), scan(&bytes, &[]));
+    }
+
+    /// The cap decides which events are dropped, never the split: with any cap, any split
+    /// gives what the whole stream gives (named or unnamed events, kept or skipped).
+    #[test]
+    fn any_cap_any_split_gives_the_same_result(
+        events in prop::collection::vec(event(), 0..12),
+        style in style(),
+        cuts in prop::collection::vec(any::<usize>(), 0..40),
+        cap in 0usize..400,
+    ) {
+        let bytes = render(&events, &style);
+        let whole = scan_capped(&bytes, &[], cap);
+        prop_assert_eq!(&whole, &scan_capped(&bytes, &cuts, cap));
+        let mut scanner = Scanner::with_max_event_bytes(cap);
+        for byte in &bytes {
+            scanner.feed(std::slice::from_ref(byte));
+        }
+        prop_assert_eq!(&whole, &scanner.finish());
     }
 
     /// Noise between events (comments, pings, unknown fields and events, ids) changes nothing.

@@ -407,26 +407,32 @@ impl Scanner {
     #[inline]
     fn data_value(&mut self, part: &[u8]) {
         match self.data_mode {
-            Data::Keep => self.push_data(part),
-            Data::Sniff => {
-                // Only the first `SNIFF_LIMIT` bytes (or the cap, if smaller) decide, so
-                // where the pieces are cut cannot change the decision, and data that turns
-                // out to be skipped is never buffered past them.
-                let room = SNIFF_LIMIT.min(self.max_event_bytes);
-                let room = room.saturating_sub(self.data.len()).min(part.len());
-                let (head, rest) = part.split_at(room);
-                self.push_data(head);
-                self.sniff();
-                if !rest.is_empty() {
-                    if self.data_mode == Data::Sniff {
-                        // The cap is reached and the type is still not known.
-                        self.drop_data();
-                    } else {
-                        self.data_value(rest);
-                    }
-                }
-            }
+            Data::Keep | Data::Sniff => self.buffer_data(part),
             Data::None | Data::Skip | Data::Dropped => {}
+        }
+    }
+
+    /// The rare half of [`data_value`](Self::data_value), out of line so that skipping
+    /// stays a compare and a branch.
+    #[inline(never)]
+    fn buffer_data(&mut self, mut part: &[u8]) {
+        if self.data_mode == Data::Sniff {
+            // Only the first `SNIFF_LIMIT` bytes (or the cap, if smaller) decide, so where
+            // the pieces are cut cannot change the decision, and data that turns out to
+            // be skipped is never buffered past them.
+            let room = SNIFF_LIMIT.min(self.max_event_bytes);
+            let room = room.saturating_sub(self.data.len()).min(part.len());
+            let (head, rest) = part.split_at(room);
+            self.push_data(head);
+            self.sniff();
+            if self.data_mode == Data::Sniff && !rest.is_empty() {
+                // The cap is reached and the type is still not known.
+                self.drop_data();
+            }
+            part = rest;
+        }
+        if self.data_mode == Data::Keep && !part.is_empty() {
+            self.push_data(part);
         }
     }
 

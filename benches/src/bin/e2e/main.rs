@@ -15,7 +15,8 @@
 //! its writer has flushed, so the store's work is counted. `scripts/bench-e2e.sh` runs it
 //! and prints the table for `BENCHMARKS.md`.
 //!
-//! Variants: `plain` (forwarding only), `noop` (+ `UsageLayer` with a no-op sink),
+//! Variants: `plain` (forwarding only), `control` (the plain proxy again: an A/A control
+//! whose "vs plain" shows the comparison's noise and bias), `noop` (+ `UsageLayer` with a no-op sink),
 //! `writer` (+ `UsageLayer` with the batching writer and a store that drops the batches),
 //! `store` (+ `UsageLayer` with the batching writer and the sea-orm store, on a fresh
 //! Postgres database at `--database-url` that the driver creates, migrates and drops).

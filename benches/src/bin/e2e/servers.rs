@@ -33,6 +33,9 @@ pub(crate) const FLUSH_PATH: &str = "/__bench/flush";
 pub(crate) enum Variant {
     /// Forwarding only: the baseline.
     Plain,
+    /// The plain proxy again, in a process of its own: an A/A control. Its "vs plain" is
+    /// what the comparison reads when nothing differs — the noise floor of the others'.
+    Control,
     /// `UsageLayer` with a sink that drops every record.
     Noop,
     /// `UsageLayer` with the batching writer and a store that drops every batch: the
@@ -144,7 +147,7 @@ pub(crate) async fn proxy(
     });
     let listener = listen().await?;
     match variant {
-        Variant::Plain => serve(listener, with_flush(forward, None)).await,
+        Variant::Plain | Variant::Control => serve(listener, with_flush(forward, None)).await,
         Variant::Noop => {
             let service = UsageLayer::new(NoopSink).layer(forward);
             serve(listener, with_flush(service, None)).await

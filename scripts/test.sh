@@ -111,7 +111,7 @@ cargo test --locked --workspace --all-features --doc
 step "benches compile and run once (no timing)"
 cargo test --locked --workspace --all-features --benches
 
-step "scanner instruction budget (callgrind: at most 3.5 instructions per byte event-aligned, 6 at 128 B)"
+step "scanner instruction budget (callgrind: at most 2.8 instructions per byte event-aligned, 6 at 128 B)"
 scripts/callgrind.sh
 
 step "end-to-end bench driver: one small round, unoptimised (it runs, and the store keeps every record; no timing)"

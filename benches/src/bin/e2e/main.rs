@@ -445,6 +445,32 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
+/// A distribution-free confidence interval for the median of `values`, from their order
+/// statistics: how many of n values fall below the median is Binomial(n, ½), so the k-th
+/// smallest and the k-th largest value bound it with probability 1 − 2·P(X < k). Returns
+/// the interval and its coverage, the largest k whose coverage is still ≥ 95 % (15 values:
+/// the 4th and 12th, 96.5 %; under 6 values no k reaches 95 %, and the interval is the
+/// range, with its own lower coverage).
+fn median_interval(values: &[f64]) -> (f64, f64, f64) {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    // P(X <= j) for X ~ Binomial(n, 1/2).
+    let below = |j: usize| -> f64 {
+        let (mut choose, mut sum) = (1.0, 1.0);
+        for i in 1..=j {
+            choose = choose * (n + 1 - i) as f64 / i as f64;
+            sum += choose;
+        }
+        sum / 2f64.powi(n as i32)
+    };
+    let mut k = 1;
+    while 2 * (k + 1) <= n + 1 && below(k) <= 0.025 {
+        k += 1;
+    }
+    (sorted[k - 1], sorted[n - k], 1.0 - 2.0 * below(k - 1))
+}
+
 /// Prints the Markdown table: medians over rounds, and each variant's CPU and TTFB
 /// against the `plain` proxy of the same round (median, and range, of the per-round
 /// comparisons).
@@ -468,10 +494,15 @@ fn report(args: &Drive, rounds: &[Round]) {
             "the proxy's runtime"
         },
     );
+    let coverage = median_interval(&vec![0.0; args.rounds]).2;
     println!(
-        "| variant | proxy CPU per 1,000 streams | vs plain (CPU) | per-round range | write syscalls per stream | runs per stream | stream p50 | stream p99 | TTFB p50 | TTFB p99 | TTFB p50 − plain | frames per stream at the client |"
+        "\"vs plain\": the median over rounds of each round's ratio to the plain proxy of the same round; \"interval\": its distribution-free {:.1} % confidence interval (order statistics of the rounds).\n",
+        coverage * 100.0
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| variant | proxy CPU per 1,000 streams | vs plain (CPU) | interval | per-round range | write syscalls per stream | runs per stream | stream p50 | stream p99 | TTFB p50 | TTFB p99 | TTFB p50 − plain | frames per stream at the client |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let plain: Vec<&Round> = rounds
         .iter()
         .filter(|r| r.variant == Variant::Plain)
@@ -484,24 +515,26 @@ fn report(args: &Drive, rounds: &[Round]) {
                 .then(|| mine.iter().zip(&plain).map(|(m, p)| f(m, p)).collect())
         };
         let cpu_ratios = versus(&|m, p| (m.cpu_per_1000() / p.cpu_per_1000() - 1.0) * 100.0);
-        let (cpu_ratio, cpu_range) = match cpu_ratios {
+        let (cpu_ratio, cpu_interval, cpu_range) = match cpu_ratios {
             Some(ratios) => {
                 let (low, high) = ratios
                     .iter()
                     .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &r| {
                         (l.min(r), h.max(r))
                     });
+                let (from, to, _) = median_interval(&ratios);
                 (
                     format!("{:+.2} %", median(ratios)),
+                    format!("{from:+.2} … {to:+.2} %"),
                     format!("{low:+.1} … {high:+.1} %"),
                 )
             }
-            None => ("–".to_owned(), "–".to_owned()),
+            None => ("–".to_owned(), "–".to_owned(), "–".to_owned()),
         };
         let ttfb_delta = versus(&|m, p| m.quantiles(0.5).1 - p.quantiles(0.5).1)
             .map_or("–".to_owned(), |d| format!("{:+.0} µs", median(d)));
         println!(
-            "| {variant:?} | {:.1} ms | {cpu_ratio} | {cpu_range} | {:.0} | {:.0} | {:.0} µs | {:.0} µs | {:.0} µs | {:.0} µs | {ttfb_delta} | {:.0} |",
+            "| {variant:?} | {:.1} ms | {cpu_ratio} | {cpu_interval} | {cpu_range} | {:.0} | {:.0} | {:.0} µs | {:.0} µs | {:.0} µs | {:.0} µs | {ttfb_delta} | {:.0} |",
             of(&Round::cpu_per_1000),
             of(&Round::writes_per_stream),
             of(&Round::runs_per_stream),
@@ -563,5 +596,26 @@ impl BenchDb {
             ))
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median_interval;
+
+    #[test]
+    fn median_interval_takes_the_order_statistics_of_the_binomial() {
+        let fifteen: Vec<f64> = (1..=15).rev().map(f64::from).collect();
+        let (low, high, coverage) = median_interval(&fifteen);
+        assert_eq!((low, high), (4.0, 12.0));
+        // 1 - 2 * (1 + 15 + 105 + 455) / 2^15
+        assert!((coverage - 0.964_843_75).abs() < 1e-9, "{coverage}");
+
+        let five = [3.0, 1.0, 5.0, 2.0, 4.0];
+        assert_eq!(median_interval(&five), (1.0, 5.0, 1.0 - 2.0 / 32.0));
+
+        let (low, high, coverage) = median_interval(&[7.0]);
+        assert_eq!((low, high), (7.0, 7.0));
+        assert!(coverage.abs() < 1e-12);
     }
 }

@@ -9,7 +9,7 @@
 //! The driver pins itself and the upstream to `--load-cpu` and runs the proxies as child
 //! processes pinned to `--proxy-cpu` (with `taskset`): every round starts a fresh process
 //! per variant, all at once, and interleaves the variants stream by stream (one stream
-//! through each in turn, the first one rotating), so that whatever else the machine does
+//! through each in turn, in an order shuffled every cycle), so that whatever else the machine does
 //! during a round falls on every variant alike. A proxy's CPU time is read from
 //! `/proc/PID/task/*/schedstat` (nanoseconds) before and after the round's streams, once
 //! its writer has flushed, so the store's work is counted. `scripts/bench-e2e.sh` runs it

@@ -98,7 +98,7 @@ struct Drive {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "plain,noop,store"
+        default_value = "plain,control,noop,writer,store"
     )]
     variants: Vec<Variant>,
     /// The period of every proxy's housekeeping timer, in ms; 0: none (see `servers::proxy`).

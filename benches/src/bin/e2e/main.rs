@@ -460,16 +460,13 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-/// A distribution-free confidence interval for the median of `values`, from their order
-/// statistics: how many of n values fall below the median is Binomial(n, ½), so the k-th
-/// smallest and the k-th largest value bound it with probability 1 − 2·P(X < k). Returns
-/// the interval and its coverage, the largest k whose coverage is still ≥ 95 % (15 values:
-/// the 4th and 12th, 96.5 %; under 6 values no k reaches 95 %, and the interval is the
-/// range, with its own lower coverage).
-fn median_interval(values: &[f64]) -> (f64, f64, f64) {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
+/// Which order statistics bound the median of `n` values, and how surely: how many of n
+/// values fall below the median is Binomial(n, ½), so the k-th smallest and the k-th
+/// largest value bound it with probability 1 − 2·P(X < k). Returns the largest k whose
+/// coverage is still ≥ 95 %, and that coverage (15 values: the 4th and 12th, 96.5 %;
+/// under 6 values no k reaches 95 %, and k = 1 gives the range, with its own lower
+/// coverage).
+fn median_rank(n: usize) -> (usize, f64) {
     // P(X <= j) for X ~ Binomial(n, 1/2).
     let below = |j: usize| -> f64 {
         let (mut choose, mut sum) = (1.0, 1.0);
@@ -483,7 +480,16 @@ fn median_interval(values: &[f64]) -> (f64, f64, f64) {
     while 2 * (k + 1) <= n + 1 && below(k) <= 0.025 {
         k += 1;
     }
-    (sorted[k - 1], sorted[n - k], 1.0 - 2.0 * below(k - 1))
+    (k, 1.0 - 2.0 * below(k - 1))
+}
+
+/// The distribution-free confidence interval for the median of `values` (see
+/// [`median_rank`]), and its coverage.
+fn median_interval(values: &[f64]) -> (f64, f64, f64) {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let (k, coverage) = median_rank(sorted.len());
+    (sorted[k - 1], sorted[sorted.len() - k], coverage)
 }
 
 /// Prints the Markdown table: medians over rounds, and each variant's CPU and TTFB
@@ -509,7 +515,7 @@ fn report(args: &Drive, rounds: &[Round]) {
             "the proxy's runtime"
         },
     );
-    let coverage = median_interval(&vec![0.0; args.rounds]).2;
+    let (_, coverage) = median_rank(args.rounds);
     println!(
         "\"vs plain\": the median over rounds of each round's ratio to the plain proxy of the same round; \"interval\": its distribution-free {:.1} % confidence interval (order statistics of the rounds).\n",
         coverage * 100.0

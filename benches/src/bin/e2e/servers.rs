@@ -110,12 +110,13 @@ pub(crate) async fn upstream() -> anyhow::Result<()> {
 /// streams the response back, with the layer of `variant` around the forwarding.
 ///
 /// With `housekeeping`, a task wakes that often and does nothing, as a server's periodic
-/// jobs do (the reference server reports its spool every 30 s). Without it the `plain`
-/// and `noop` proxies never have a timer pending, while the batching writer's flush
-/// timer (1 s) is pending whenever records wait — and the writer variants then measure
-/// ~1.6 points of CPU more against plain than with it (BENCHMARKS.md, section 5; why is
-/// not established). With `writer_thread` the writer runs on a thread of its own, so
-/// that its timer is not on the runtime that serves the streams.
+/// jobs do (the reference server reports its spool every 30 s). Without it the `plain`,
+/// `control` and `noop` proxies never have a timer pending, while the batching writer's
+/// flush timer (1 s) is pending whenever records wait — on the AMD machine of the earlier
+/// runs the writer variants then measured ~1.6 points of CPU more against plain than with
+/// it (why was not established; it does not show on the current machine: BENCHMARKS.md,
+/// section 5). With `writer_thread` the writer runs on a thread of its own, so that its
+/// timer is not on the runtime that serves the streams.
 pub(crate) async fn proxy(
     variant: Variant,
     upstream: SocketAddr,

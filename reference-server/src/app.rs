@@ -141,8 +141,8 @@ fn request_id(request: &Request) -> RequestId {
     request
         .headers()
         .get(X_REQUEST_ID)
-        .and_then(|value| value.to_str().ok()?.parse().ok())
-        .map_or_else(RequestId::new, RequestId)
+        .and_then(RequestId::from_header)
+        .unwrap_or_default()
 }
 
 /// Checks the access key in the path; labels the request with its caller and an id.
@@ -159,10 +159,7 @@ async fn authenticate(
             let id = request_id(&request);
             let extensions = request.extensions_mut();
             extensions.insert(id);
-            extensions.insert(Caller {
-                user_id: Some(caller.user.id),
-                access_key_id: Some(caller.key_id),
-            });
+            extensions.insert(Caller::user(caller.user.id).with_access_key(caller.key_id));
             extensions.insert(caller);
             next.run(request).await
         }

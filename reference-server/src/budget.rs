@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::{DateTime, Utc};
 use usage_layer::pricing::{PriceCatalog, to_micros};
 use usage_layer::sink::{UsageSink, UsageStore};
-use usage_layer::store::BucketType;
 use usage_layer::store::sea_orm::{StoreError, UsageQueries};
+use usage_layer::store::{BucketType, recorded_provider};
 use usage_layer::{Provider, UsageRecord};
 use uuid::Uuid;
 
@@ -41,11 +41,12 @@ impl PendingSpend {
 
     /// A Bedrock record's user and cost (priced as the store prices it: `price_record`).
     fn cost(&self, record: &UsageRecord) -> Option<(Uuid, i64)> {
-        if record.provider != Provider::BEDROCK {
+        // Bedrock's, by the stores' rule (a record naming no provider is Bedrock's).
+        if *recorded_provider(record) != Provider::BEDROCK {
             return None;
         }
-        let user = record.caller.user_id?;
-        let price = self.pricing.price_record(record)?;
+        let user = record.caller.user_id.as_deref()?.parse().ok()?;
+        let price = self.pricing.price_record(&Provider::BEDROCK, record)?;
         Some((user, to_micros(price.cost(&record.usage).total)))
     }
 

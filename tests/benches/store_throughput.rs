@@ -42,7 +42,7 @@ fn records(count: usize) -> Vec<UsageRecord> {
             let n = i as u64;
             record(
                 provider,
-                users[i % users.len()],
+                users[i % users.len()].clone(),
                 "claude-sonnet-4-5-20250929",
                 usage(2_000 + n % 5_000, 300 + n % 4_000, n % 7 * 1_000, 18_000),
                 when,

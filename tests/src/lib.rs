@@ -168,7 +168,7 @@ pub fn record(
     started_at: DateTime<Utc>,
 ) -> UsageRecord {
     let mut record = UsageRecord::new(RequestId::new(), started_at);
-    record.provider = provider;
+    record.provider = Some(provider);
     record.caller = caller;
     record.served_model = Some(model.to_owned());
     record.usage = usage;
@@ -177,12 +177,14 @@ pub fn record(
     record
 }
 
+/// The UUID a caller's id is stored as (the test callers' ids are UUIDs).
+pub fn uuid(id: &Option<String>) -> Option<Uuid> {
+    id.as_deref().map(|id| id.parse().expect("a UUID id"))
+}
+
 /// A caller with a new user and a new key.
 pub fn caller() -> Caller {
-    Caller {
-        user_id: Some(Uuid::now_v7()),
-        access_key_id: Some(Uuid::now_v7()),
-    }
+    Caller::user(Uuid::now_v7()).with_access_key(Uuid::now_v7())
 }
 
 /// A store on the database with the default prices and UTC buckets.

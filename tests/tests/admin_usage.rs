@@ -95,14 +95,8 @@ async fn usage_by_provider_agrees_with_its_breakdown_and_rejects_bad_input() {
     for db in TestDb::all().await {
         let dir = tempfile::tempdir().unwrap();
         let (alice, bob) = (
-            Caller {
-                user_id: Some(Uuid::now_v7()),
-                access_key_id: Some(Uuid::now_v7()),
-            },
-            Caller {
-                user_id: Some(Uuid::now_v7()),
-                access_key_id: None,
-            },
+            Caller::user(Uuid::now_v7()).with_access_key(Uuid::now_v7()),
+            Caller::user(Uuid::now_v7()),
         );
         let mut records = Vec::new();
         for i in 0..30u32 {
@@ -111,7 +105,7 @@ async fn usage_by_provider_agrees_with_its_breakdown_and_rejects_bad_input() {
             } else {
                 Provider::PLAN
             };
-            let who = if i % 2 == 0 { alice } else { bob };
+            let who = if i % 2 == 0 { &alice } else { &bob }.clone();
             let model =
                 ["claude-sonnet-4-5", "claude-opus-4-5", "claude-haiku-4-5"][i as usize % 3];
             records.push(record(
@@ -302,12 +296,7 @@ fn p7_provider_filters_partition_the_usage() {
                         .execute_unprepared("DELETE FROM usage_aggregates")
                         .await
                         .unwrap();
-                    let users: Vec<Caller> = (0..3)
-                        .map(|_| Caller {
-                            user_id: Some(Uuid::now_v7()),
-                            access_key_id: None,
-                        })
-                        .collect();
+                    let users: Vec<Caller> = (0..3).map(|_| Caller::user(Uuid::now_v7())).collect();
                     let records: Vec<UsageRecord> = requests
                         .iter()
                         .map(|&(plan, input, output, minutes, who)| {
@@ -318,7 +307,7 @@ fn p7_provider_filters_partition_the_usage() {
                             };
                             record(
                                 provider,
-                                users[who],
+                                users[who].clone(),
                                 "claude-sonnet-4-5",
                                 usage(input, output, 0, 0),
                                 day() + Duration::minutes(minutes),

@@ -702,19 +702,13 @@ async fn the_budget_counts_this_months_bedrock_usage() {
         })
     );
 
-    let ada = Caller {
-        user_id: Some(user_id),
-        access_key_id: Some(Uuid::now_v7()),
-    };
-    let someone_else = Caller {
-        user_id: Some(Uuid::now_v7()),
-        access_key_id: Some(Uuid::now_v7()),
-    };
+    let ada = Caller::user(user_id).with_access_key(Uuid::now_v7());
+    let someone_else = Caller::user(Uuid::now_v7()).with_access_key(Uuid::now_v7());
     let sonnet = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
     // 1M input × $3/M + 100k output × $15/M + 20k cache reads × $0.30/M = $4.506.
     let counted = record(
         Provider::BEDROCK,
-        ada,
+        ada.clone(),
         sonnet,
         usage(1_000_000, 100_000, 0, 20_000),
         now,
@@ -723,7 +717,7 @@ async fn the_budget_counts_this_months_bedrock_usage() {
         // Plan is a subscription: it never counts.
         record(
             Provider::PLAN,
-            ada,
+            ada.clone(),
             "claude-sonnet-4-5",
             usage(2_000_000, 0, 0, 0),
             now,
@@ -731,7 +725,7 @@ async fn the_budget_counts_this_months_bedrock_usage() {
         // Last month's spend is behind the reset (any date minus 32 days is in an earlier month).
         record(
             Provider::BEDROCK,
-            ada,
+            ada.clone(),
             sonnet,
             usage(3_000_000, 0, 0, 0),
             now - Duration::days(32),

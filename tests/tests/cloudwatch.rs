@@ -95,7 +95,7 @@ async fn per_provider_series_sum_to_the_records_and_calls_follow_flushes() {
                 };
                 let mut record = record(
                     provider,
-                    caller,
+                    caller.clone(),
                     "claude-sonnet-4-5-20250929",
                     usage(input, 7, 0, 0),
                     Utc::now(),

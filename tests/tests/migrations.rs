@@ -192,11 +192,11 @@ async fn legacy_rows_upgrade_and_down_then_up_loses_nothing() {
                 RequestId::new(),
                 Utc.with_ymd_and_hms(2025, 3, 1, 12, i as u32, 0).unwrap(),
             );
-            record.provider = provider;
-            record.caller = Caller {
-                user_id: Some(user),
-                access_key_id: (i != 2).then_some(key),
-            };
+            record.provider = Some(provider);
+            record.caller = Caller::user(user);
+            if i != 2 {
+                record.caller = record.caller.with_access_key(key);
+            }
             record.served_model = Some("claude-sonnet-4-5".into());
             record.usage = Usage {
                 input_tokens: Some(100),

@@ -12,7 +12,7 @@ use usage_layer::store::sea_orm::{SeaOrmStore, UsageFilter};
 use usage_layer::store::{BucketType, Buckets};
 use usage_layer::{Caller, Fallback, Outcome, Provider, RequestId, Usage, UsageRecord};
 use usage_tests::{
-    TestDb, aggregates, assert_aggregates_match_rows, caller, record, rows, store, usage,
+    TestDb, aggregates, assert_aggregates_match_rows, caller, record, rows, store, usage, uuid,
 };
 use uuid::Uuid;
 
@@ -27,14 +27,14 @@ async fn plan_and_bedrock_rows_are_priced_and_aggregated_apart() {
         let who = caller();
         let plan = record(
             Provider::PLAN,
-            who,
+            who.clone(),
             "claude-opus-4-5-20251101",
             usage(1_000_000, 500_000, 100_000, 200_000),
             at(10, 5),
         );
         let mut bedrock = record(
             Provider::BEDROCK,
-            who,
+            who.clone(),
             "us.anthropic.claude-opus-4-5-20251101-v1:0",
             usage(10, 20, 0, 0),
             at(10, 6),
@@ -52,7 +52,7 @@ async fn plan_and_bedrock_rows_are_priced_and_aggregated_apart() {
         let rows = rows(&db).await;
         assert_eq!(rows.len(), 2, "{}", db.backend);
         let plan_row = &rows[0];
-        assert_eq!(plan_row.request_id, plan.request_id.0);
+        assert_eq!(Some(plan_row.request_id), plan.request_id.as_uuid());
         assert_eq!(plan_row.provider, "plan");
         assert_eq!(
             (
@@ -123,7 +123,7 @@ async fn a_batch_written_twice_or_replayed_after_a_failed_commit_counts_once() {
             .map(|i| {
                 record(
                     Provider::PLAN,
-                    who,
+                    who.clone(),
                     "claude-sonnet-4-5",
                     usage(100 + i, 10, 0, 5),
                     at(11, (i % 60) as u32),
@@ -167,16 +167,13 @@ async fn a_batch_written_twice_or_replayed_after_a_failed_commit_counts_once() {
 async fn usage_without_a_key_or_a_user_still_upserts_one_bucket() {
     for db in TestDb::all().await {
         let store = store(&db);
-        let keyless = Caller {
-            user_id: Some(Uuid::now_v7()),
-            access_key_id: None,
-        };
+        let keyless = Caller::user(Uuid::now_v7());
         for minute in [1, 2, 3] {
             store
                 .write_batch(&[
                     record(
                         Provider::BEDROCK,
-                        keyless,
+                        keyless.clone(),
                         "claude-haiku-4-5",
                         usage(1, 1, 0, 0),
                         at(9, minute),
@@ -276,7 +273,7 @@ async fn totals_series_and_breakdown_agree_under_every_filter() {
         let (alice, bob) = (caller(), caller());
         let mut batch = Vec::new();
         for i in 0..40u32 {
-            let who = if i % 3 == 0 { bob } else { alice };
+            let who = if i % 3 == 0 { &bob } else { &alice }.clone();
             let provider = if i % 2 == 0 {
                 Provider::PLAN
             } else {
@@ -290,7 +287,7 @@ async fn totals_series_and_breakdown_agree_under_every_filter() {
             ][i as usize % 4];
             batch.push(record(
                 provider,
-                who,
+                who.clone(),
                 model,
                 usage(100 * u64::from(i), 7, 3, 11),
                 at(i % 24, i),
@@ -300,7 +297,7 @@ async fn totals_series_and_breakdown_agree_under_every_filter() {
         let queries = store.queries();
         let range = queries.range(BucketType::Hour, at(0, 0), at(23, 59));
         for provider in [None, Some(Provider::PLAN), Some(Provider::BEDROCK)] {
-            for user in [None, alice.user_id, bob.user_id] {
+            for user in [None, uuid(&alice.user_id), uuid(&bob.user_id)] {
                 let filter = UsageFilter {
                     provider: provider.clone(),
                     user_id: user,
@@ -376,13 +373,13 @@ async fn totals_series_and_breakdown_agree_under_every_filter() {
         );
         // The budget reads Bedrock only.
         let month = queries
-            .monthly_total(alice.user_id.unwrap(), &Provider::BEDROCK, at(12, 0))
+            .monthly_total(uuid(&alice.user_id).unwrap(), &Provider::BEDROCK, at(12, 0))
             .await
             .unwrap();
         let expected: i64 = rows(&db)
             .await
             .iter()
-            .filter(|r| r.user_id == alice.user_id && r.provider == "bedrock")
+            .filter(|r| r.user_id == uuid(&alice.user_id) && r.provider == "bedrock")
             .map(|r| r.estimated_cost_micros)
             .sum();
         assert_eq!(month.cost_micros, expected);
@@ -416,7 +413,7 @@ async fn concurrent_writers_keep_aggregates_exact() {
                         let when = at(10, 0) + Duration::seconds((n % 600) as i64);
                         record(
                             provider,
-                            users[(n % 4) as usize],
+                            users[(n % 4) as usize].clone(),
                             "claude-sonnet-4-5",
                             usage(n % 1000, n % 77, n % 5, n % 13),
                             when,

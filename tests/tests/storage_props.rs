@@ -112,7 +112,7 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
 fn p1_p2_p5_plan_usage_is_stored_exactly_and_priced_as_plan() {
     for_each_db((any_usage(), any_model()), |db, store, (usage, model)| {
         let mut record = UsageRecord::new(RequestId::new(), Utc::now());
-        record.provider = Provider::PLAN;
+        record.provider = Some(Provider::PLAN);
         record.region = Some("us-west-2".into()); // Plan ignores regions
         record.served_model = Some(model.clone());
         record.usage = usage;
@@ -121,7 +121,7 @@ fn p1_p2_p5_plan_usage_is_stored_exactly_and_priced_as_plan() {
         let stored = block_on(rows(db));
         let row = stored
             .iter()
-            .find(|row| row.request_id == record.request_id.0)
+            .find(|row| Some(row.request_id) == record.request_id.as_uuid())
             .unwrap();
         // P1
         prop_assert_eq!(&row.provider, "plan");
@@ -228,13 +228,11 @@ fn p6_p8_providers_never_share_an_aggregate_and_unlabelled_means_bedrock() {
             .map(|request| {
                 let mut record =
                     UsageRecord::new(RequestId::new(), start + Duration::minutes(request.minutes));
-                if let Some(provider) = &request.provider {
-                    record.provider = provider.clone();
+                record.provider = request.provider.clone();
+                record.caller = Caller::user(users[request.user]);
+                if let Some(key) = request.key {
+                    record.caller = record.caller.with_access_key(keys[key]);
                 }
-                record.caller = Caller {
-                    user_id: Some(users[request.user]),
-                    access_key_id: request.key.map(|k| keys[k]),
-                };
                 record.served_model = Some("claude-sonnet-4-5".into());
                 record.usage = request.usage;
                 record
@@ -248,7 +246,7 @@ fn p6_p8_providers_never_share_an_aggregate_and_unlabelled_means_bedrock() {
         for (request, record) in requests.iter().zip(&records) {
             let row = stored
                 .iter()
-                .find(|row| row.request_id == record.request_id.0)
+                .find(|row| Some(row.request_id) == record.request_id.as_uuid())
                 .unwrap();
             let expected = request.provider.clone().unwrap_or(Provider::BEDROCK);
             prop_assert_eq!(row.provider.as_str(), expected.as_str(), "P8");

@@ -1,4 +1,7 @@
-//! Anthropic usage: the token counts a response reports, and how they accumulate.
+//! Usage: the token counts a response reports, and how they accumulate.
+//!
+//! The counts and their meaning are Anthropic's, whatever the [`Format`] of the body;
+//! OpenAI's are translated (see [`Usage`]).
 //!
 //! The accumulation rule is the official SDK's: `message_start.message.usage` is the
 //! starting point; every field a `message_delta.usage` carries (and is not `null`)
@@ -29,8 +32,16 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use crate::buffer::append_bounded;
+use crate::format::Format;
 
-/// Token counts of one message, as Anthropic reports them; `None` means "not reported".
+/// Token counts of one message, in Anthropic's meaning; `None` means "not reported".
+///
+/// OpenAI bodies are translated to the same meaning: `input_tokens` is the *uncached*
+/// input (OpenAI's `prompt_tokens` / `input_tokens` minus `cached_tokens`),
+/// `cache_read_input_tokens` is `cached_tokens`, `cache_creation_input_tokens` is not
+/// reported (OpenAI does not bill cache writes), `output_tokens` is `completion_tokens`
+/// / `output_tokens` (reasoning included, as billed), and `reasoning_tokens` tells how
+/// many of those were reasoning.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Usage {
     /// `input_tokens`: uncached input tokens.
@@ -49,6 +60,8 @@ pub struct Usage {
     pub web_search_requests: Option<u64>,
     /// `server_tool_use.web_fetch_requests`.
     pub web_fetch_requests: Option<u64>,
+    /// OpenAI's `reasoning_tokens`: the part of `output_tokens` spent on reasoning.
+    pub reasoning_tokens: Option<u64>,
 }
 
 impl Usage {
@@ -79,6 +92,7 @@ impl Usage {
         );
         take(&mut self.web_search_requests, newer.web_search_requests);
         take(&mut self.web_fetch_requests, newer.web_fetch_requests);
+        take(&mut self.reasoning_tokens, newer.reasoning_tokens);
     }
 
     /// `true` when no field was reported at all.
@@ -109,7 +123,8 @@ pub struct BedrockMetrics {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ParseIssue {
-    /// The body had a `content-encoding` other than `identity`; it was not read.
+    /// The body had a `content-encoding` this build does not decode (without the
+    /// `decompress` feature: any but `identity`); it was not read.
     ContentEncoded,
     /// The body's `content-type` is neither `text/event-stream` nor JSON; it was not read.
     UnsupportedContentType,
@@ -119,6 +134,9 @@ pub enum ParseIssue {
     Malformed,
     /// A frame's data was not contiguous enough to be observed without copying.
     UnobservableFrame,
+    /// The compressed body was corrupt or ended inside its compressed stream; what was
+    /// decoded before that was read.
+    Undecodable,
 }
 
 /// Counters a reader keeps while it reads one body.
@@ -154,6 +172,8 @@ pub struct BodyUsage {
     pub stats: ReadStats,
     /// The first problem met while reading, if any.
     pub issue: Option<ParseIssue>,
+    /// The format the body was read as: the one given, else the first one recognised.
+    pub format: Option<Format>,
 }
 
 impl BodyUsage {
@@ -191,20 +211,34 @@ impl BodyUsage {
     }
 }
 
-/// The kinds of Anthropic event the usage depends on; everything else is `Other`.
+/// The kinds of event (or body) the usage depends on; everything else is `Other`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum EventKind {
+    /// Anthropic `message_start`.
     MessageStart,
+    /// Anthropic `message_delta`.
     MessageDelta,
-    /// Read for Bedrock's `amazon-bedrock-invocationMetrics`, and to know the message ended.
+    /// Anthropic `message_stop`: read for Bedrock's `amazon-bedrock-invocationMetrics`,
+    /// and to know the message ended.
     MessageStop,
+    /// A stream's error event (Anthropic's or the Responses API's), or an error body.
     Error,
-    /// A whole non-streaming message body.
+    /// A whole non-streaming Anthropic message body.
     Message,
+    /// Responses `response.created` / `response.in_progress`: the model, before any usage.
+    ResponseStarted,
+    /// Responses `response.completed` / `response.incomplete` / `response.failed`, or a
+    /// whole non-streaming `response` body: the usage.
+    ResponseEnded,
+    /// A Chat Completions stream chunk (`chat.completion.chunk`).
+    ChatChunk,
+    /// A whole non-streaming `chat.completion` body.
+    ChatCompletion,
     Other,
 }
 
 impl EventKind {
+    /// The kind an SSE event name or a JSON `"type"` names.
     pub(crate) fn from_name(name: &[u8]) -> Self {
         match name {
             b"message_start" => Self::MessageStart,
@@ -212,6 +246,20 @@ impl EventKind {
             b"message_stop" => Self::MessageStop,
             b"error" => Self::Error,
             b"message" => Self::Message,
+            b"response.created" | b"response.in_progress" => Self::ResponseStarted,
+            b"response.completed" | b"response.incomplete" | b"response.failed" => {
+                Self::ResponseEnded
+            }
+            _ => Self::Other,
+        }
+    }
+
+    /// The kind a JSON `"object"` names (OpenAI's bodies and chunks).
+    fn from_object(object: &str) -> Self {
+        match object {
+            "chat.completion.chunk" => Self::ChatChunk,
+            "chat.completion" => Self::ChatCompletion,
+            "response" => Self::ResponseEnded,
             _ => Self::Other,
         }
     }
@@ -220,8 +268,21 @@ impl EventKind {
     pub(crate) fn is_read(self) -> bool {
         self != Self::Other
     }
+
+    /// The format that uses this kind, where only one does.
+    fn format(self) -> Option<Format> {
+        match self {
+            Self::MessageStart | Self::MessageDelta | Self::MessageStop | Self::Message => {
+                Some(Format::Anthropic)
+            }
+            Self::ResponseStarted | Self::ResponseEnded => Some(Format::OpenAiResponses),
+            Self::ChatChunk | Self::ChatCompletion => Some(Format::OpenAiChat),
+            Self::Error | Self::Other => None,
+        }
+    }
 }
 
+/// A `usage` object of any format: Anthropic's fields and OpenAI's.
 #[derive(Deserialize)]
 struct UsageJson {
     input_tokens: Option<u64>,
@@ -230,6 +291,13 @@ struct UsageJson {
     cache_read_input_tokens: Option<u64>,
     cache_creation: Option<CacheCreationJson>,
     server_tool_use: Option<ServerToolUseJson>,
+    // OpenAI: Chat Completions names, then Responses names.
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    prompt_tokens_details: Option<TokenDetailsJson>,
+    completion_tokens_details: Option<TokenDetailsJson>,
+    input_tokens_details: Option<TokenDetailsJson>,
+    output_tokens_details: Option<TokenDetailsJson>,
 }
 
 #[derive(Deserialize)]
@@ -244,19 +312,47 @@ struct ServerToolUseJson {
     web_fetch_requests: Option<u64>,
 }
 
-impl From<UsageJson> for Usage {
-    fn from(json: UsageJson) -> Self {
-        let cache = json.cache_creation;
-        let tools = json.server_tool_use;
+#[derive(Deserialize)]
+struct TokenDetailsJson {
+    cached_tokens: Option<u64>,
+    reasoning_tokens: Option<u64>,
+}
+
+impl UsageJson {
+    /// The counts in Anthropic's meaning, read as `format` reports them.
+    fn into_usage(self, format: Format) -> Usage {
+        if format.is_openai() {
+            return self.openai_usage();
+        }
+        let cache = self.cache_creation;
+        let tools = self.server_tool_use;
         Usage {
-            input_tokens: json.input_tokens,
-            output_tokens: json.output_tokens,
-            cache_creation_input_tokens: json.cache_creation_input_tokens,
-            cache_read_input_tokens: json.cache_read_input_tokens,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cache_creation_input_tokens: self.cache_creation_input_tokens,
+            cache_read_input_tokens: self.cache_read_input_tokens,
             ephemeral_5m_input_tokens: cache.as_ref().and_then(|c| c.ephemeral_5m_input_tokens),
             ephemeral_1h_input_tokens: cache.as_ref().and_then(|c| c.ephemeral_1h_input_tokens),
             web_search_requests: tools.as_ref().and_then(|t| t.web_search_requests),
             web_fetch_requests: tools.as_ref().and_then(|t| t.web_fetch_requests),
+            reasoning_tokens: None,
+        }
+    }
+
+    /// OpenAI's input count includes the cached tokens; Anthropic's does not.
+    fn openai_usage(self) -> Usage {
+        let prompt = self.prompt_tokens.or(self.input_tokens);
+        let input_details = self.prompt_tokens_details.or(self.input_tokens_details);
+        let output_details = self
+            .completion_tokens_details
+            .or(self.output_tokens_details);
+        let cached = input_details.and_then(|details| details.cached_tokens);
+        Usage {
+            input_tokens: prompt.map(|prompt| prompt.saturating_sub(cached.unwrap_or(0))),
+            output_tokens: self.completion_tokens.or(self.output_tokens),
+            cache_read_input_tokens: cached,
+            reasoning_tokens: output_details.and_then(|details| details.reasoning_tokens),
+            ..Usage::default()
         }
     }
 }
@@ -279,17 +375,50 @@ struct DeltaJson<'a> {
     stop_reason: Option<Cow<'a, str>>,
 }
 
+/// Anthropic's `error` (`type`), OpenAI's (`type`, `code`) and a failed response's (`code`).
 #[derive(Deserialize)]
 struct ErrorJson<'a> {
     #[serde(rename = "type", borrow)]
     kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    code: Option<Cow<'a, str>>,
 }
 
-/// Any event's data or any body; which fields matter depends on `type`.
+/// A Responses API `response` object: a whole body, or inside a `response.*` event.
+#[derive(Deserialize)]
+struct ResponseJson<'a> {
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    status: Option<Cow<'a, str>>,
+    usage: Option<UsageJson>,
+    #[serde(borrow)]
+    error: Option<ErrorJson<'a>>,
+    #[serde(borrow)]
+    incomplete_details: Option<IncompleteJson<'a>>,
+}
+
+#[derive(Deserialize)]
+struct IncompleteJson<'a> {
+    #[serde(borrow)]
+    reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceJson<'a> {
+    #[serde(borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+/// Any event's data or any body, of any format; which fields matter depends on the kind.
 #[derive(Deserialize)]
 struct EventJson<'a> {
     #[serde(rename = "type", borrow)]
     kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    object: Option<Cow<'a, str>>,
     #[serde(borrow)]
     message: Option<MessageJson<'a>>,
     usage: Option<UsageJson>,
@@ -299,13 +428,63 @@ struct EventJson<'a> {
     error: Option<ErrorJson<'a>>,
     #[serde(rename = "amazon-bedrock-invocationMetrics")]
     bedrock_metrics: Option<BedrockMetrics>,
-    // A non-streaming body has the message fields at the top level.
+    #[serde(borrow)]
+    response: Option<ResponseJson<'a>>,
+    #[serde(borrow)]
+    choices: Option<Vec<ChoiceJson<'a>>>,
+    // A non-streaming body has the message (or response) fields at the top level.
     #[serde(borrow)]
     id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     model: Option<Cow<'a, str>>,
     #[serde(borrow)]
     stop_reason: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    status: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    incomplete_details: Option<IncompleteJson<'a>>,
+    /// The Responses API's stream `error` event has its code at the top level.
+    #[serde(borrow)]
+    code: Option<Cow<'a, str>>,
+}
+
+impl<'a> EventJson<'a> {
+    /// What the event is: its `type`, else its `object`, else the format's own shape
+    /// (a chat chunk need not say `object`), else the SSE event name, else an error
+    /// object if it has one.
+    fn kind(&self, format: Option<Format>, hint: Option<EventKind>, whole_body: bool) -> EventKind {
+        let named = self
+            .kind
+            .as_deref()
+            .map(|name| EventKind::from_name(name.as_bytes()))
+            .or_else(|| self.object.as_deref().map(EventKind::from_object));
+        match named {
+            Some(kind) if kind.is_read() => return kind,
+            Some(_) => return EventKind::Other,
+            None => {}
+        }
+        if self.error.is_some() {
+            return EventKind::Error;
+        }
+        match (format, whole_body) {
+            (Some(Format::OpenAiChat), false) => EventKind::ChatChunk,
+            (Some(Format::OpenAiChat), true) => EventKind::ChatCompletion,
+            (Some(Format::OpenAiResponses), true) => EventKind::ResponseEnded,
+            _ => hint.unwrap_or(EventKind::Other),
+        }
+    }
+
+    /// The whole non-streaming `response` body as a [`ResponseJson`].
+    fn into_response(self) -> ResponseJson<'a> {
+        ResponseJson {
+            id: self.id,
+            model: self.model,
+            status: self.status,
+            usage: self.usage,
+            error: self.error,
+            incomplete_details: self.incomplete_details,
+        }
+    }
 }
 
 fn set_text(field: &mut Option<String>, value: Option<Cow<'_, str>>) {
@@ -315,32 +494,33 @@ fn set_text(field: &mut Option<String>, value: Option<Cow<'_, str>>) {
 }
 
 impl BodyUsage {
-    /// Applies one event's data (or a whole JSON body). `hint` is the SSE event name's
-    /// kind; the JSON `"type"` wins when present, as it does in the SDK.
+    /// Applies one event's data (or, with `whole_body`, a whole JSON body). `hint` is the
+    /// SSE event name's kind; the JSON `"type"` (or `"object"`) wins when present, as it
+    /// does in the SDKs.
     pub(crate) fn apply_json(
         &mut self,
         json: &[u8],
         hint: Option<EventKind>,
+        whole_body: bool,
     ) -> Result<(), serde_json::Error> {
         let event: EventJson<'_> = serde_json::from_slice(json)?;
-        let kind = event
-            .kind
-            .as_deref()
-            .map(|name| EventKind::from_name(name.as_bytes()))
-            .or(hint)
-            .unwrap_or(EventKind::Other);
+        let kind = event.kind(self.format, hint, whole_body);
+        if self.format.is_none() {
+            self.format = kind.format();
+        }
+        let format = self.format.unwrap_or(Format::Anthropic);
         if let Some(metrics) = event.bedrock_metrics {
             self.bedrock_metrics = Some(metrics);
         }
         match kind {
             EventKind::MessageStart => {
                 if let Some(message) = event.message {
-                    self.apply_message(message);
+                    self.apply_message(message, format);
                 }
             }
             EventKind::MessageDelta => {
                 if let Some(usage) = event.usage {
-                    self.usage.overwrite_with(&usage.into());
+                    self.usage.overwrite_with(&usage.into_usage(format));
                 }
                 if let Some(delta) = event.delta {
                     set_text(&mut self.stop_reason, delta.stop_reason);
@@ -348,30 +528,86 @@ impl BodyUsage {
             }
             EventKind::MessageStop => self.complete = true,
             EventKind::Error => {
-                let kind = event.error.and_then(|error| error.kind);
+                let error = event.error.map(|error| error.kind.or(error.code));
+                let kind = error.flatten().or(event.code);
                 self.error_type = Some(kind.map_or_else(|| "error".to_owned(), Cow::into_owned));
             }
             EventKind::Message => {
-                self.apply_message(MessageJson {
-                    id: event.id,
-                    model: event.model,
-                    stop_reason: event.stop_reason,
-                    usage: event.usage,
-                });
+                self.apply_message(
+                    MessageJson {
+                        id: event.id,
+                        model: event.model,
+                        stop_reason: event.stop_reason,
+                        usage: event.usage,
+                    },
+                    format,
+                );
                 self.complete = true;
+            }
+            EventKind::ResponseStarted => {
+                if let Some(response) = event.response {
+                    set_text(&mut self.model, response.model);
+                    set_text(&mut self.message_id, response.id);
+                }
+            }
+            EventKind::ResponseEnded => {
+                let response = match event.response {
+                    Some(response) => response,
+                    None if whole_body => event.into_response(),
+                    None => return Ok(()),
+                };
+                self.apply_response(response, format);
+            }
+            EventKind::ChatChunk | EventKind::ChatCompletion => {
+                set_text(&mut self.model, event.model);
+                set_text(&mut self.message_id, event.id);
+                if let Some(usage) = event.usage {
+                    self.usage = usage.into_usage(format);
+                }
+                let finish = event.choices.into_iter().flatten();
+                if let Some(reason) = finish.filter_map(|choice| choice.finish_reason).next_back() {
+                    self.stop_reason = Some(reason.into_owned());
+                }
+                if kind == EventKind::ChatCompletion {
+                    self.complete = true;
+                }
             }
             EventKind::Other => {}
         }
         Ok(())
     }
 
-    fn apply_message(&mut self, message: MessageJson<'_>) {
+    fn apply_message(&mut self, message: MessageJson<'_>, format: Format) {
         if let Some(usage) = message.usage {
-            self.usage = usage.into();
+            self.usage = usage.into_usage(format);
         }
         set_text(&mut self.model, message.model);
         set_text(&mut self.message_id, message.id);
         set_text(&mut self.stop_reason, message.stop_reason);
+    }
+
+    /// A response that has ended, whichever way: its usage is final.
+    fn apply_response(&mut self, response: ResponseJson<'_>, format: Format) {
+        if let Some(usage) = response.usage {
+            self.usage = usage.into_usage(format);
+        }
+        set_text(&mut self.model, response.model);
+        set_text(&mut self.message_id, response.id);
+        let incomplete = response
+            .incomplete_details
+            .and_then(|details| details.reason);
+        set_text(&mut self.stop_reason, incomplete.or(response.status));
+        if let Some(error) = response.error {
+            let kind = error.code.or(error.kind);
+            self.error_type = Some(kind.map_or_else(|| "error".to_owned(), Cow::into_owned));
+        }
+        self.complete = true;
+    }
+
+    /// The end of a Chat Completions stream (`data: [DONE]`).
+    pub(crate) fn chat_done(&mut self) {
+        self.format.get_or_insert(Format::OpenAiChat);
+        self.complete = true;
     }
 }
 
@@ -387,6 +623,7 @@ pub struct JsonReader {
     buf: Vec<u8>,
     cap: usize,
     over_cap: bool,
+    format: Option<Format>,
 }
 
 impl JsonReader {
@@ -396,7 +633,14 @@ impl JsonReader {
             buf: Vec::new(),
             cap,
             over_cap: false,
+            format: None,
         }
+    }
+
+    /// Reads the body as `format` instead of recognising its format from its content.
+    pub fn with_format(mut self, format: Option<Format>) -> Self {
+        self.format = format;
+        self
     }
 
     /// Reserves room for a body of `len` bytes up front (from `content-length`), if it fits the cap.
@@ -418,10 +662,13 @@ impl JsonReader {
 
     /// Parses what was fed. An empty body reports nothing and is no error.
     pub fn finish(self) -> BodyUsage {
-        let mut body = BodyUsage::default();
+        let mut body = BodyUsage {
+            format: self.format,
+            ..BodyUsage::default()
+        };
         if self.over_cap {
             body.note_issue(ParseIssue::OverCap);
-        } else if !self.buf.is_empty() && body.apply_json(&self.buf, None).is_err() {
+        } else if !self.buf.is_empty() && body.apply_json(&self.buf, None, true).is_err() {
             body.note_issue(ParseIssue::Malformed);
         }
         body
@@ -444,16 +691,19 @@ mod tests {
         body.apply_json(
             br#"{"type":"message_start","message":{"model":"m","usage":{"input_tokens":10,"cache_read_input_tokens":7,"output_tokens":1}}}"#,
             None,
+            false,
         )
         .unwrap();
         body.apply_json(
             br#"{"type":"message_delta","usage":{"output_tokens":5,"input_tokens":null}}"#,
             None,
+            false,
         )
         .unwrap();
         body.apply_json(
             br#"{"type":"message_delta","usage":{"output_tokens":9}}"#,
             None,
+            false,
         )
         .unwrap();
         assert_eq!(body.usage.input_tokens, Some(10));
@@ -468,9 +718,10 @@ mod tests {
         body.apply_json(
             br#"{"type":"message_start","message":{"usage":{"input_tokens":3,"output_tokens":1}}}"#,
             None,
+            false,
         )
         .unwrap();
-        body.apply_json(br#"{"type":"message_delta","usage":null}"#, None)
+        body.apply_json(br#"{"type":"message_delta","usage":null}"#, None, false)
             .unwrap();
         assert_eq!(body.usage.input_tokens, Some(3));
         assert_eq!(body.usage.output_tokens, Some(1));
@@ -503,11 +754,13 @@ mod tests {
         body.apply_json(
             br#"{"type":"message_start","message":{"usage":{"input_tokens":10,"output_tokens":1}}}"#,
             None,
+            false,
         )
         .unwrap();
         body.apply_json(
             br#"{"type":"message_stop","amazon-bedrock-invocationMetrics":{"inputTokenCount":10,"outputTokenCount":42,"invocationLatency":900,"firstByteLatency":300,"cacheReadInputTokenCount":5}}"#,
             None,
+            false,
         )
         .unwrap();
         let billed = body.billed_usage();

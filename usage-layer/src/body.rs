@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::recorder::{End, Recorder};
+use crate::recorder::{End, Pending};
 use crate::sink::UsageSink;
 
 pin_project! {
@@ -16,51 +16,38 @@ pin_project! {
     /// `is_end_stream`, and never buffers, delays, reorders or fails a frame. It records
     /// exactly once, at whichever comes first: the end of the body, a body error,
     /// `is_end_stream()` turning true after a frame (a body with an exact length may
-    /// never be polled again), or `Drop` (the client went away).
+    /// never be polled again), or `Drop` (the client went away). The body of a request
+    /// that is not metered passes through untouched.
     #[derive(Debug)]
     pub struct UsageBody<B, K>
     where
-        B: Body,
         K: UsageSink,
     {
         #[pin]
         inner: B,
-        recorder: Option<Recorder<K>>,
-    }
-
-    impl<B, K> PinnedDrop for UsageBody<B, K>
-    where
-        B: Body,
-        K: UsageSink,
-    {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if let Some(recorder) = this.recorder.take() {
-                // A body that was empty from the start was not cut short.
-                let end = if this.inner.is_end_stream() { End::Eof } else { End::Dropped };
-                recorder.finish(end);
-            }
-        }
+        recorder: Pending<K>,
     }
 }
 
-impl<B: Body, K: UsageSink> UsageBody<B, K> {
-    pub(crate) fn new(inner: B, recorder: Recorder<K>) -> Self {
-        Self {
-            inner,
-            recorder: Some(recorder),
-        }
+impl<B, K: UsageSink> UsageBody<B, K> {
+    pub(crate) fn new(inner: B, recorder: Pending<K>) -> Self {
+        Self { inner, recorder }
     }
 
     /// The inner body.
     pub fn get_ref(&self) -> &B {
         &self.inner
     }
-}
 
-fn finish<K: UsageSink>(recorder: &mut Option<Recorder<K>>, end: End) {
-    if let Some(recorder) = recorder.take() {
-        recorder.finish(end);
+    /// The inner body, mutably (what is taken from it directly is not observed).
+    pub fn get_mut(&mut self) -> &mut B {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner body. The request is recorded now, with what was seen so far,
+    /// as if the body had been dropped here.
+    pub fn into_inner(self) -> B {
+        self.inner
     }
 }
 
@@ -76,22 +63,22 @@ impl<B: Body, K: UsageSink> Body for UsageBody<B, K> {
         match this.inner.as_mut().poll_frame(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => {
-                finish(this.recorder, End::Eof);
+                this.recorder.finish(End::Eof);
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(recorder) = this.recorder.as_mut() {
+                if let Some(recorder) = this.recorder.get_mut() {
                     if let Some(data) = frame.data_ref() {
                         recorder.observe(data);
                     }
                     if this.inner.is_end_stream() {
-                        finish(this.recorder, End::Eof);
+                        this.recorder.finish(End::Eof);
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(error))) => {
-                finish(this.recorder, End::BodyError);
+                this.recorder.finish(End::BodyError);
                 Poll::Ready(Some(Err(error)))
             }
         }

@@ -9,7 +9,7 @@ use pin_project_lite::pin_project;
 
 use crate::body::UsageBody;
 use crate::record::Outcome;
-use crate::recorder::Recorder;
+use crate::recorder::{End, Pending, Recorder};
 use crate::sink::UsageSink;
 
 pin_project! {
@@ -25,26 +25,15 @@ pin_project! {
     {
         #[pin]
         inner: F,
-        recorder: Option<Recorder<K>>,
-    }
-
-    impl<F, K> PinnedDrop for ResponseFuture<F, K>
-    where
-        K: UsageSink,
-    {
-        fn drop(this: Pin<&mut Self>) {
-            if let Some(recorder) = this.project().recorder.take() {
-                recorder.finish_without_response(Outcome::ClientDisconnected);
-            }
-        }
+        recorder: Pending<K>,
     }
 }
 
 impl<F, K: UsageSink> ResponseFuture<F, K> {
-    pub(crate) fn new(inner: F, recorder: Recorder<K>) -> Self {
+    pub(crate) fn new(inner: F, recorder: Option<Recorder<K>>) -> Self {
         Self {
             inner,
-            recorder: Some(recorder),
+            recorder: Pending::without_response(recorder),
         }
     }
 }
@@ -60,17 +49,26 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
-        let mut recorder = this
-            .recorder
-            .take()
-            .expect("ResponseFuture polled after completion");
+        let recorder = this.recorder.take();
         Poll::Ready(match result {
             Ok(response) => {
-                recorder.on_response(&response);
+                let mut recorder = recorder.map(|mut recorder| {
+                    recorder.on_response(&response);
+                    Pending::of_body(recorder)
+                });
+                // A body that is empty from the start has nothing more to show.
+                if response.body().is_end_stream()
+                    && let Some(recorder) = recorder.as_mut()
+                {
+                    recorder.finish(End::Eof);
+                }
+                let recorder = recorder.unwrap_or_default();
                 Ok(response.map(|body| UsageBody::new(body, recorder)))
             }
             Err(error) => {
-                recorder.finish_without_response(Outcome::ServiceError);
+                if let Some(recorder) = recorder {
+                    recorder.finish_without_response(Outcome::ServiceError);
+                }
                 Err(error)
             }
         })

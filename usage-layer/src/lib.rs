@@ -60,6 +60,11 @@
 pub mod anthropic;
 mod body;
 mod buffer;
+pub mod classify;
+#[cfg(feature = "decompress")]
+mod decode;
+pub mod diagnostics;
+mod format;
 mod future;
 mod layer;
 pub mod pricing;
@@ -73,10 +78,11 @@ pub mod store;
 
 pub use crate::anthropic::{ParseIssue, Usage};
 pub use crate::body::UsageBody;
+pub use crate::format::Format;
 pub use crate::future::ResponseFuture;
-pub use crate::layer::UsageLayer;
+pub use crate::layer::{DEFAULT_MAX_DECODED_BYTES, Limits, UsageLayer};
 pub use crate::record::{
-    Caller, Fallback, Outcome, Provider, Region, RequestId, RequestedModel, UsageRecord,
+    Caller, Fallback, Labels, Outcome, Provider, Region, RequestId, RequestedModel, UsageRecord,
 };
 pub use crate::service::UsageService;
 pub use crate::sink::UsageSink;

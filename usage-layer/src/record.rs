@@ -1,14 +1,25 @@
 //! The record of one request, and the extensions that feed it.
 //!
-//! Whatever knows a fact about the request puts it in the request's or the response's
-//! extensions; the layer reads them when it builds the [`UsageRecord`]:
+//! Whatever knows a fact about the request says so in one of three places, whichever
+//! suits the service; the layer reads them when it builds the [`UsageRecord`]:
 //!
-//! * on the **request**: [`RequestId`] (else one is generated), [`Caller`];
-//! * on the **response** (or the request, the response winning): [`Provider`],
-//!   [`Region`], [`RequestedModel`], [`Fallback`] — the router knows them once it has routed.
+//! * the **request's** extensions, as the layer sees the request: [`RequestId`],
+//!   [`Caller`], [`Labels`], [`Provider`], [`Region`], [`RequestedModel`], [`Format`];
+//! * a closure the layer calls on the request
+//!   ([`UsageLayer::on_request`](crate::UsageLayer::on_request)), which may set any field;
+//! * the **response's** extensions: the same types, and [`Fallback`]. The response wins:
+//!   a router knows the provider once it has routed, and an authentication layer inside
+//!   the usage layer can label its response with the [`Caller`] it found.
+//!
+//! The request id also comes from a header (`x-request-id` by default, as tower-http's
+//! `SetRequestId` and `PropagateRequestId` set it), on the request or on the response, so
+//! the record, the logs and the client share one id. Nothing is invented: a record
+//! nobody labelled has no provider and no caller (and the layer warns, once).
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -16,18 +27,48 @@ use http::StatusCode;
 use uuid::Uuid;
 
 use crate::anthropic::{BedrockMetrics, BodyUsage, ParseIssue, Usage};
+pub use crate::format::Format;
 
 /// The id of a request; the key that makes storing a record idempotent.
 ///
-/// Put it in the request's extensions to choose it (e.g. to match your logs);
-/// otherwise the layer generates a time-ordered UUIDv7.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RequestId(pub Uuid);
+/// Any non-empty string of at most [`RequestId::MAX_LEN`] visible ASCII characters —
+/// a UUID, or whatever a `x-request-id` header carries. Put it in the request's
+/// extensions (or send the header) to choose it; otherwise the layer generates a
+/// time-ordered UUIDv7.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(Arc<str>);
 
 impl RequestId {
-    /// A new time-ordered (v7) id.
+    /// The longest id taken from a header or a string; a longer one is refused.
+    pub const MAX_LEN: usize = 200;
+
+    /// A new time-ordered (v7) UUID.
     pub fn new() -> Self {
-        Self(Uuid::now_v7())
+        Self::from(Uuid::now_v7())
+    }
+
+    /// An id from a string, if it is a valid one (non-empty, at most
+    /// [`MAX_LEN`](Self::MAX_LEN) visible ASCII characters).
+    pub fn parse(id: &str) -> Option<Self> {
+        let valid = !id.is_empty()
+            && id.len() <= Self::MAX_LEN
+            && id.bytes().all(|byte| byte.is_ascii_graphic());
+        valid.then(|| Self(Arc::from(id)))
+    }
+
+    /// An id from a header value, if it is a valid one (see [`parse`](Self::parse)).
+    pub fn from_header(value: &http::HeaderValue) -> Option<Self> {
+        Self::parse(value.to_str().ok()?)
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The id as a UUID, when it is one.
+    pub fn as_uuid(&self) -> Option<Uuid> {
+        Uuid::try_parse(&self.0).ok()
     }
 }
 
@@ -37,25 +78,132 @@ impl Default for RequestId {
     }
 }
 
-impl fmt::Display for RequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+impl From<Uuid> for RequestId {
+    fn from(id: Uuid) -> Self {
+        let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+        Self(Arc::from(&*id.hyphenated().encode_lower(&mut text)))
     }
 }
 
-/// Who made the request: put it in the request's extensions after authenticating.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Caller {
-    /// The user the access key belongs to.
-    pub user_id: Option<Uuid>,
-    /// The access key the request came with.
-    pub access_key_id: Option<Uuid>,
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
 }
 
-/// The provider that served a request: an open set with `plan` and `bedrock` built in.
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who made the request: a user and the credential they used, by whatever ids the
+/// service has (UUIDs, user names, team or API-key names).
 ///
-/// A request nobody labelled is `bedrock` (the original system's rule, kept for
-/// compatibility).
+/// Put it in the request's extensions after authenticating — or, when authentication
+/// runs inside the usage layer, in the response's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Caller {
+    /// The user (or team, or project) the request is billed to.
+    pub user_id: Option<String>,
+    /// The access key (or API-key name) the request came with.
+    pub access_key_id: Option<String>,
+}
+
+impl Caller {
+    /// A caller known by its user id.
+    pub fn user(id: impl fmt::Display) -> Self {
+        Self {
+            user_id: Some(id.to_string()),
+            access_key_id: None,
+        }
+    }
+
+    /// A caller known only by the access key it used.
+    pub fn access_key(id: impl fmt::Display) -> Self {
+        Self {
+            user_id: None,
+            access_key_id: Some(id.to_string()),
+        }
+    }
+
+    /// The same caller, with the access key it used.
+    pub fn with_access_key(mut self, id: impl fmt::Display) -> Self {
+        self.access_key_id = Some(id.to_string());
+        self
+    }
+
+    /// `true` when neither a user nor a key is known.
+    pub fn is_unknown(&self) -> bool {
+        self.user_id.is_none() && self.access_key_id.is_none()
+    }
+}
+
+/// Free-form labels of a request (`team=infra`, `feature=autocomplete`), kept with the
+/// record by every sink that can.
+///
+/// Labels from the request, the [`on_request`](crate::UsageLayer::on_request) closure
+/// and the response are merged, a later value replacing an earlier one of the same key.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Labels(BTreeMap<String, String>);
+
+impl Labels {
+    /// No labels.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `key` to `value`, replacing any value it had.
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) -> &mut Self {
+        self.0.insert(key.into(), value.into());
+        self
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// The labels, in key order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+        self.0
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+    }
+
+    /// How many labels there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// `true` when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Adds `other`'s labels, replacing the values of keys both have.
+    pub fn merge(&mut self, other: &Labels) {
+        for (key, value) in &other.0 {
+            self.0.insert(key.clone(), value.clone());
+        }
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Labels {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Self(
+            iter.into_iter()
+                .map(|(key, value)| (key.into(), value.into()))
+                .collect(),
+        )
+    }
+}
+
+/// The provider that served a request: an open set, by name.
+///
+/// A record carries it only when someone said which provider served
+/// ([`UsageRecord::provider`] is an `Option`): the layer never guesses.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Provider(Cow<'static, str>);
 
@@ -64,21 +212,23 @@ impl Provider {
     pub const PLAN: Provider = Provider(Cow::Borrowed("plan"));
     /// Amazon Bedrock, pay per token.
     pub const BEDROCK: Provider = Provider(Cow::Borrowed("bedrock"));
+    /// The OpenAI API, pay per token.
+    pub const OPENAI: Provider = Provider(Cow::Borrowed("openai"));
+    /// The providers with a constant, whose names come back as these constants.
+    pub const BUILT_IN: [Provider; 3] = [Self::PLAN, Self::BEDROCK, Self::OPENAI];
 
-    /// Any other provider, by name.
+    /// A provider by name (a built-in name gives its constant, which borrows it).
     pub fn new(name: impl Into<Cow<'static, str>>) -> Self {
-        Self(name.into())
+        let name = name.into();
+        Self::BUILT_IN
+            .into_iter()
+            .find(|known| known.as_str() == name)
+            .unwrap_or(Self(name))
     }
 
     /// The provider's name.
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-impl Default for Provider {
-    fn default() -> Self {
-        Self::BEDROCK
     }
 }
 
@@ -173,12 +323,13 @@ impl fmt::Display for Outcome {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct UsageRecord {
-    /// The request's id (from [`RequestId`] or generated).
+    /// The request's id (from [`RequestId`], the request-id header, or generated).
     pub request_id: RequestId,
-    /// Who made the request, if known.
+    /// Who made the request, as far as anyone said.
     pub caller: Caller,
-    /// The provider that served it (default `bedrock`).
-    pub provider: Provider,
+    /// The provider that served it, if someone said. A store may apply its own rule to
+    /// a record without one (the sea-orm store's is `bedrock`, the original system's).
+    pub provider: Option<Provider>,
     /// The provider's region, if someone said (see [`Region`]).
     pub region: Option<String>,
     /// The model the client asked for, if someone said.
@@ -187,6 +338,10 @@ pub struct UsageRecord {
     pub served_model: Option<String>,
     /// Set when a fallback provider served the request.
     pub fallback: Option<Fallback>,
+    /// Free-form labels (see [`Labels`]).
+    pub labels: Labels,
+    /// The API format the body was read as, if it was recognised (or given).
+    pub format: Option<Format>,
     /// When the request reached the layer.
     pub started_at: DateTime<Utc>,
     /// From the start to the first body byte, if any byte came.
@@ -197,15 +352,16 @@ pub struct UsageRecord {
     pub status: Option<StatusCode>,
     /// The response was an SSE stream.
     pub streaming: bool,
-    /// The usage to bill (Anthropic's counts; Bedrock's metrics for counts it did not report).
+    /// The usage to bill, in Anthropic's meaning of each count (see [`Usage`]);
+    /// Bedrock's metrics fill counts the body did not report.
     pub usage: Usage,
     /// Bedrock's own counts, when the body carried them.
     pub bedrock_metrics: Option<BedrockMetrics>,
-    /// The `error.type` of a stream `error` event or an error body.
+    /// The error type of a stream error event or an error body.
     pub error_type: Option<String>,
-    /// The message's `stop_reason`, when reported.
+    /// Why the message stopped (`stop_reason`, `finish_reason`, …), when reported.
     pub stop_reason: Option<String>,
-    /// Body bytes that passed the layer.
+    /// Body bytes that passed the layer (as sent: compressed, if the body was).
     pub response_bytes: u64,
     /// How the request ended.
     pub outcome: Outcome,
@@ -215,16 +371,18 @@ pub struct UsageRecord {
 
 impl UsageRecord {
     /// A record of a request that started at `started_at` and has, so far, nothing else:
-    /// provider `bedrock`, no usage, outcome [`Outcome::Completed`]. Set the rest by field.
+    /// no provider, no caller, no usage, outcome [`Outcome::Completed`]. Set the rest by field.
     pub fn new(request_id: RequestId, started_at: DateTime<Utc>) -> Self {
         Self {
             request_id,
             caller: Caller::default(),
-            provider: Provider::default(),
+            provider: None,
             region: None,
             requested_model: None,
             served_model: None,
             fallback: None,
+            labels: Labels::default(),
+            format: None,
             started_at,
             time_to_first_byte: None,
             duration: Duration::ZERO,

@@ -1,22 +1,26 @@
 //! [`UsageService`]: the middleware itself.
 
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use tower_service::Service;
 
+use crate::classify::{DefaultOnRequest, Filter, MeterAll, OnRequest};
 use crate::future::ResponseFuture;
-use crate::layer::{Limits, UsageLayer};
+use crate::layer::{Limits, Settings, UsageLayer};
 use crate::recorder::Recorder;
 use crate::sink::UsageSink;
 
 /// Middleware that wraps each response body in a [`UsageBody`](crate::UsageBody) and
-/// records one [`UsageRecord`](crate::UsageRecord) per request.
+/// records one [`UsageRecord`](crate::UsageRecord) per metered request.
 #[derive(Clone, Debug)]
-pub struct UsageService<S, K> {
+pub struct UsageService<S, K, F = MeterAll, C = DefaultOnRequest> {
     inner: S,
     sink: K,
-    limits: Limits,
+    filter: F,
+    on_request: C,
+    settings: Arc<Settings>,
 }
 
 impl<S, K> UsageService<S, K> {
@@ -25,17 +29,36 @@ impl<S, K> UsageService<S, K> {
         Self::with_limits(inner, sink, Limits::default())
     }
 
-    pub(crate) fn with_limits(inner: S, sink: K, limits: Limits) -> Self {
-        Self {
-            inner,
-            sink,
+    /// Wraps `inner` with these buffering caps.
+    pub fn with_limits(inner: S, sink: K, limits: Limits) -> Self {
+        let settings = Settings {
             limits,
-        }
+            ..Settings::default()
+        };
+        Self::from_parts(inner, sink, MeterAll, DefaultOnRequest, Arc::new(settings))
     }
 
     /// A [`UsageLayer`] with this sink.
     pub fn layer(sink: K) -> UsageLayer<K> {
         UsageLayer::new(sink)
+    }
+}
+
+impl<S, K, F, C> UsageService<S, K, F, C> {
+    pub(crate) fn from_parts(
+        inner: S,
+        sink: K,
+        filter: F,
+        on_request: C,
+        settings: Arc<Settings>,
+    ) -> Self {
+        Self {
+            inner,
+            sink,
+            filter,
+            on_request,
+            settings,
+        }
     }
 
     /// The inner service.
@@ -54,11 +77,13 @@ impl<S, K> UsageService<S, K> {
     }
 }
 
-impl<S, K, ReqBody, ResBody> Service<Request<ReqBody>> for UsageService<S, K>
+impl<S, K, F, C, ReqBody, ResBody> Service<Request<ReqBody>> for UsageService<S, K, F, C>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: http_body::Body,
     K: UsageSink + Clone,
+    F: Filter<ReqBody>,
+    C: OnRequest<ReqBody>,
 {
     type Response = Response<crate::UsageBody<ResBody, K>>;
     type Error = S::Error;
@@ -69,7 +94,11 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let recorder = Recorder::start(&request, self.sink.clone(), self.limits);
+        let recorder = self.filter.meter(&request).then(|| {
+            let mut recorder = Recorder::start(&request, self.sink.clone(), &self.settings);
+            self.on_request.on_request(&request, recorder.record_mut());
+            recorder
+        });
         ResponseFuture::new(self.inner.call(request), recorder)
     }
 }

@@ -1,7 +1,9 @@
-//! A sans-IO scanner for Anthropic server-sent events.
+//! A sans-IO scanner for the server-sent events of LLM APIs.
 //!
 //! [`Scanner`] takes the bytes of an SSE stream in whatever pieces they arrive
 //! ([`Scanner::feed`]) and reports the message's usage at the end ([`Scanner::finish`]).
+//! It reads Anthropic's Messages streams and OpenAI's Chat Completions and Responses
+//! streams (see [`Format`]): the format given, or the one the stream shows.
 //! It knows nothing of bodies, futures or I/O, so the same code serves the tower layer,
 //! the command-line example, the fuzzer and the benchmarks.
 //!
@@ -10,11 +12,15 @@
 //! `data:` with or without the space; several `data` lines joined with `\n`; unknown
 //! fields ignored), and any split of the same bytes gives the same result.
 //!
-//! Only the data of `message_start`, `message_delta`, `message_stop` and `error` events
-//! is buffered and parsed. Every other event's data — nearly all of a stream — is
-//! skipped in place, without copying, also when a line spans pieces. When a stream
-//! has no `event:` lines, the `"type"` at the start of the data decides (only a short
-//! prefix is looked at). Buffering is capped ([`Scanner::with_max_event_bytes`]): an
+//! Only the data of the events the usage depends on is buffered and parsed —
+//! `message_start`, `message_delta`, `message_stop` and `error` (Anthropic),
+//! `response.created`, `response.completed`, `response.incomplete`, `response.failed`
+//! (Responses). Every other event's data — nearly all of a stream — is skipped in place,
+//! without copying, also when a line spans pieces. When a stream has no `event:` lines,
+//! the `"type"` at the start of the data decides (only a short prefix is looked at).
+//! Chat Completions chunks have neither: their data is buffered, but parsed only when it
+//! carries a non-null `usage`, `finish_reason` or `error` (or is the first chunk, for the
+//! model); `data: [DONE]` ends the stream. Buffering is capped ([`Scanner::with_max_event_bytes`]): an
 //! event over the cap is dropped and the result carries [`ParseIssue::OverCap`].
 //!
 //! ```
@@ -40,10 +46,11 @@
 //!
 //! [`ParseIssue::OverCap`]: crate::anthropic::ParseIssue::OverCap
 
-use memchr::{memchr, memchr2};
+use memchr::{memchr, memchr2, memmem};
 
 use crate::anthropic::{BodyUsage, EventKind, ParseIssue};
 use crate::buffer::append_bounded;
+use crate::format::Format;
 
 /// The default cap on the bytes one event may buffer: 1 MiB.
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 1 << 20;
@@ -51,8 +58,9 @@ pub const DEFAULT_MAX_EVENT_BYTES: usize = 1 << 20;
 const BOM: &[u8; 3] = b"\xEF\xBB\xBF";
 /// The longest field name we read (`event`); longer names are unknown fields.
 const NAME_CAP: usize = 5;
-/// The longest event name we read (`message_start`, padded); longer names are other events.
-const EVENT_NAME_CAP: usize = 16;
+/// The longest event name we read (`response.in_progress`, padded); longer names are
+/// other events.
+const EVENT_NAME_CAP: usize = 24;
 /// How much of an unnamed event's data is looked at for its `"type"`.
 const SNIFF_LIMIT: usize = 64;
 
@@ -148,7 +156,7 @@ impl LineEnds {
     }
 }
 
-/// A sans-IO SSE scanner that accumulates Anthropic usage; see the [module docs](self).
+/// A sans-IO SSE scanner that accumulates usage; see the [module docs](self).
 #[derive(Debug)]
 pub struct Scanner {
     line_ends: LineEnds,
@@ -177,6 +185,12 @@ impl Scanner {
     /// A scanner with the default cap ([`DEFAULT_MAX_EVENT_BYTES`]).
     pub fn new() -> Self {
         Self::with_max_event_bytes(DEFAULT_MAX_EVENT_BYTES)
+    }
+
+    /// Reads the stream as `format` instead of recognising its format from its events.
+    pub fn with_format(mut self, format: Option<Format>) -> Self {
+        self.out.format = format;
+        self
     }
 
     /// A scanner that buffers at most `max` bytes of one event's data.
@@ -509,8 +523,12 @@ impl Scanner {
         }
         self.out.stats.events += 1;
         match mode {
+            Data::Keep | Data::Sniff if named.is_none() && self.data == b"[DONE]" => {
+                self.out.chat_done();
+            }
+            Data::Keep | Data::Sniff if named.is_none() && self.is_idle_chat_chunk() => {}
             Data::Keep | Data::Sniff => {
-                if self.out.apply_json(&self.data, named).is_err() {
+                if self.out.apply_json(&self.data, named, false).is_err() {
                     self.out.note_issue(ParseIssue::Malformed);
                 }
             }
@@ -519,6 +537,40 @@ impl Scanner {
         }
         self.data.clear();
     }
+}
+
+impl Scanner {
+    /// A Chat Completions chunk that changes nothing we keep: neither the first (which
+    /// gives the model) nor one with a `usage`, `finish_reason` or `error` that is not
+    /// `null`. Most chunks are text deltas, and this spares parsing them.
+    fn is_idle_chat_chunk(&self) -> bool {
+        self.out.format == Some(Format::OpenAiChat)
+            && self.out.model.is_some()
+            && ![&b"\"usage\""[..], b"\"finish_reason\"", b"\"error\""]
+                .into_iter()
+                .any(|key| has_non_null_value(&self.data, key))
+    }
+}
+
+/// Whether `json` has `key` (quoted) followed by `:` and a value other than `null`.
+///
+/// Inside a JSON string every `"` is escaped, so an unescaped `"key"` is a key (or a
+/// string value equal to it, which only makes this answer `true`: a needless parse).
+fn has_non_null_value(json: &[u8], key: &[u8]) -> bool {
+    let trim = |bytes: &[u8]| -> usize {
+        bytes
+            .iter()
+            .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+            .count()
+    };
+    memmem::find_iter(json, key).any(|at| {
+        let rest = &json[at + key.len()..];
+        let rest = &rest[trim(rest)..];
+        match rest.strip_prefix(b":") {
+            Some(value) => !value[trim(value)..].starts_with(b"null"),
+            None => false,
+        }
+    })
 }
 
 /// The kind an `event:` line names; an empty name names none (the spec's default, "message").

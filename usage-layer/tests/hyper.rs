@@ -176,7 +176,7 @@ async fn stream_read_to_the_end_is_completed() {
 
     let record = one_record(&records).await;
     assert_eq!(record.outcome, Outcome::Completed);
-    assert_eq!(record.provider, Provider::PLAN);
+    assert_eq!(record.provider, Some(Provider::PLAN));
     assert_eq!(record.usage.input_tokens, Some(5000));
     assert_eq!(record.usage.cache_creation_input_tokens, Some(200));
     assert_eq!(record.usage.output_tokens, Some(77));

@@ -54,7 +54,7 @@ impl UsageStore for Store {
             return Err(Unavailable);
         }
         let mut written = self.written.lock().unwrap();
-        written.extend(batch.iter().map(|record| record.request_id));
+        written.extend(batch.iter().map(|record| record.request_id.clone()));
         Ok(())
     }
 }
@@ -66,7 +66,10 @@ fn records(n: usize) -> Vec<UsageRecord> {
 }
 
 fn ids(records: &[UsageRecord]) -> Vec<RequestId> {
-    records.iter().map(|record| record.request_id).collect()
+    records
+        .iter()
+        .map(|record| record.request_id.clone())
+        .collect()
 }
 
 fn config(spool: &Path) -> WriterConfig {

@@ -48,7 +48,7 @@ impl UsageStore for TestStore {
                 return Err(Unavailable);
             }
         }
-        let ids = batch.iter().map(|r| r.request_id).collect();
+        let ids = batch.iter().map(|r| r.request_id.clone()).collect();
         self.batches.lock().unwrap().push(ids);
         Ok(())
     }
@@ -88,7 +88,7 @@ async fn full_batches_are_written_at_once_and_the_rest_on_the_interval() {
         [10, 10, 5],
         "the rest after the flush interval"
     );
-    let ids: Vec<RequestId> = sent.iter().map(|r| r.request_id).collect();
+    let ids: Vec<RequestId> = sent.iter().map(|r| r.request_id.clone()).collect();
     assert_eq!(store.ids(), ids, "in order, each once");
 
     let stats = writer.shutdown().await.unwrap();

@@ -108,10 +108,17 @@ impl PriceCatalog {
         })
     }
 
-    /// The price of a request: its provider and region, and the model that served (else
-    /// the one asked for). `None`: no price is known — never priced as another model.
-    pub fn price_record(&self, record: &crate::record::UsageRecord) -> Option<PriceSnapshot> {
-        self.lookup(&record.provider, record.region.as_deref(), record.model()?)
+    /// The price of a request served by `provider`: its region, and the model that served
+    /// (else the one asked for). `None`: no price is known — never priced as another model.
+    ///
+    /// The provider is the caller's to say: a record may name none (see
+    /// [`UsageRecord::provider`](crate::UsageRecord::provider)).
+    pub fn price_record(
+        &self,
+        provider: &Provider,
+        record: &crate::record::UsageRecord,
+    ) -> Option<PriceSnapshot> {
+        self.lookup(provider, record.region.as_deref(), record.model()?)
     }
 
     /// Every price, as `(provider, region, model key, entry)`, sorted in that order.

@@ -1,27 +1,33 @@
 //! A stable, versioned binary form of [`UsageRecord`], for the spool.
 //!
 //! Hand-written rather than derived: the bytes on disk must outlive code changes, so the
-//! layout is spelled out here and nowhere else. Version 1, all integers little-endian:
+//! layout is spelled out here and nowhere else. Version 2, all integers little-endian:
 //!
 //! ```text
-//! u8 version (1)
-//! request_id        16 bytes
-//! caller            opt uuid, opt uuid            (opt x = u8 0 | u8 1 x)
-//! provider          str                           (str = u32 length, UTF-8 bytes)
+//! u8 version (2)
+//! request_id        str                           (str = u32 length, UTF-8 bytes)
+//! caller            opt str user, opt str key     (opt x = u8 0 | u8 1 x)
+//! provider          opt str
 //! region, requested_model, served_model           opt str
 //! fallback          opt (str from, str reason)
+//! labels            u32 count, count × (str key, str value), in key order
+//! format            opt u8 tag
 //! started_at        i64 seconds, u32 nanoseconds  (Unix time, UTC)
 //! time_to_first_byte opt duration                 (duration = u64 seconds, u32 nanoseconds)
 //! duration          duration
 //! status            opt u16
 //! streaming         u8 (0 | 1)
-//! usage             8 × opt u64, in field order
+//! usage             9 × opt u64, in field order
 //! bedrock_metrics   opt (6 × opt u64, in field order)
 //! error_type, stop_reason                         opt str
 //! response_bytes    u64
 //! outcome           u8 tag
 //! parse_issue       opt u8 tag
 //! ```
+//!
+//! Version 1 (spools written before string ids, labels and formats) is still read: its
+//! request id and caller ids are 16-byte UUIDs, its provider a plain `str`, it has no
+//! labels and no format, and its usage has 8 counts (no `reasoning_tokens`).
 //!
 //! Encoding destructures the record, so a new field does not compile until it has a place
 //! here (and a new version number).
@@ -34,9 +40,12 @@ use http::StatusCode;
 use uuid::Uuid;
 
 use crate::anthropic::{BedrockMetrics, ParseIssue, Usage};
-use crate::record::{Caller, Fallback, Outcome, Provider, RequestId, UsageRecord};
+use crate::format::Format;
+use crate::record::{Caller, Fallback, Labels, Outcome, Provider, RequestId, UsageRecord};
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+/// The first version, still decoded.
+const VERSION_1: u8 = 1;
 
 /// Why bytes did not decode into a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -66,6 +75,8 @@ pub(crate) fn encode(record: &UsageRecord, out: &mut Vec<u8>) {
         requested_model,
         served_model,
         fallback,
+        labels,
+        format,
         started_at,
         time_to_first_byte,
         duration,
@@ -85,10 +96,10 @@ pub(crate) fn encode(record: &UsageRecord, out: &mut Vec<u8>) {
     } = caller;
     let mut w = Writer(out);
     w.u8(VERSION);
-    w.uuid(request_id.0);
-    w.opt(user_id.as_ref(), |w, id| w.uuid(*id));
-    w.opt(access_key_id.as_ref(), |w, id| w.uuid(*id));
-    w.str(provider.as_str());
+    w.str(request_id.as_str());
+    w.opt_str(user_id.as_deref());
+    w.opt_str(access_key_id.as_deref());
+    w.opt_str(provider.as_ref().map(Provider::as_str));
     for text in [region, requested_model, served_model] {
         w.opt_str(text.as_deref());
     }
@@ -96,6 +107,12 @@ pub(crate) fn encode(record: &UsageRecord, out: &mut Vec<u8>) {
         w.str(fallback.from.as_str());
         w.str(&fallback.reason);
     });
+    w.len(labels.len());
+    for (key, value) in labels.iter() {
+        w.str(key);
+        w.str(value);
+    }
+    w.opt(format.as_ref(), |w, format| w.u8(format_tag(*format)));
     w.i64(started_at.timestamp());
     w.u32(started_at.timestamp_subsec_nanos());
     w.opt(time_to_first_byte.as_ref(), |w, d| w.duration(*d));
@@ -117,28 +134,54 @@ pub(crate) fn encode(record: &UsageRecord, out: &mut Vec<u8>) {
     w.opt(parse_issue.as_ref(), |w, issue| w.u8(issue_tag(*issue)));
 }
 
-/// Decodes one record that fills `bytes` exactly.
+/// Decodes one record that fills `bytes` exactly (of this version or version 1).
 pub(crate) fn decode(bytes: &[u8]) -> Result<UsageRecord, DecodeError> {
     let mut r = Reader(bytes);
     let version = r.u8()?;
-    if version != VERSION {
-        return Err(DecodeError::Version(version));
-    }
-    let request_id = RequestId(r.uuid()?);
-    let caller = Caller {
-        user_id: r.opt(Reader::uuid)?,
-        access_key_id: r.opt(Reader::uuid)?,
+    let v1 = match version {
+        VERSION => false,
+        VERSION_1 => true,
+        other => return Err(DecodeError::Version(other)),
     };
-    let provider = provider_named(r.string()?);
+    let uuid_text = |r: &mut Reader<'_>| r.uuid().map(|id| RequestId::from(id).as_str().to_owned());
+    let (request_id, caller, provider) = if v1 {
+        let request_id = RequestId::from(r.uuid()?);
+        let caller = Caller {
+            user_id: r.opt(uuid_text)?,
+            access_key_id: r.opt(uuid_text)?,
+        };
+        (request_id, caller, Some(Provider::new(r.string()?)))
+    } else {
+        let request_id =
+            RequestId::parse(&r.string()?).ok_or(DecodeError::Invalid("request id"))?;
+        let caller = Caller {
+            user_id: r.opt(Reader::string)?,
+            access_key_id: r.opt(Reader::string)?,
+        };
+        (
+            request_id,
+            caller,
+            r.opt(Reader::string)?.map(Provider::new),
+        )
+    };
     let region = r.opt(Reader::string)?;
     let requested_model = r.opt(Reader::string)?;
     let served_model = r.opt(Reader::string)?;
     let fallback = r.opt(|r| {
         Ok(Fallback {
-            from: provider_named(r.string()?),
+            from: Provider::new(r.string()?),
             reason: Cow::Owned(r.string()?),
         })
     })?;
+    let (labels, format) = if v1 {
+        (Labels::default(), None)
+    } else {
+        let count = r.u32()?;
+        let labels = (0..count)
+            .map(|_| Ok((r.string()?, r.string()?)))
+            .collect::<Result<Labels, DecodeError>>()?;
+        (labels, r.opt(|r| format_from(r.u8()?))?)
+    };
     let (seconds, nanos) = (r.i64()?, r.u32()?);
     let started_at =
         DateTime::<Utc>::from_timestamp(seconds, nanos).ok_or(DecodeError::Invalid("timestamp"))?;
@@ -156,6 +199,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<UsageRecord, DecodeError> {
         ephemeral_1h_input_tokens: r.opt_u64()?,
         web_search_requests: r.opt_u64()?,
         web_fetch_requests: r.opt_u64()?,
+        reasoning_tokens: if v1 { None } else { r.opt_u64()? },
     };
     let bedrock_metrics = r.opt(|r| {
         Ok(BedrockMetrics {
@@ -183,6 +227,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<UsageRecord, DecodeError> {
         requested_model,
         served_model,
         fallback,
+        labels,
+        format,
         started_at,
         time_to_first_byte,
         duration,
@@ -198,15 +244,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<UsageRecord, DecodeError> {
     })
 }
 
-/// The built-in providers come back as their constants (borrowed names).
-fn provider_named(name: String) -> Provider {
-    [Provider::PLAN, Provider::BEDROCK]
-        .into_iter()
-        .find(|known| known.as_str() == name)
-        .unwrap_or_else(|| Provider::new(name))
-}
-
-fn usage_fields(usage: &Usage) -> [Option<u64>; 8] {
+fn usage_fields(usage: &Usage) -> [Option<u64>; 9] {
     let Usage {
         input_tokens,
         output_tokens,
@@ -216,6 +254,7 @@ fn usage_fields(usage: &Usage) -> [Option<u64>; 8] {
         ephemeral_1h_input_tokens,
         web_search_requests,
         web_fetch_requests,
+        reasoning_tokens,
     } = *usage;
     [
         input_tokens,
@@ -226,6 +265,7 @@ fn usage_fields(usage: &Usage) -> [Option<u64>; 8] {
         ephemeral_1h_input_tokens,
         web_search_requests,
         web_fetch_requests,
+        reasoning_tokens,
     ]
 }
 
@@ -278,12 +318,13 @@ fn outcome_from(tag: u8) -> Result<Outcome, DecodeError> {
         .ok_or(DecodeError::Invalid("outcome"))
 }
 
-const ISSUES: [ParseIssue; 5] = [
+const ISSUES: [ParseIssue; 6] = [
     ParseIssue::ContentEncoded,
     ParseIssue::UnsupportedContentType,
     ParseIssue::OverCap,
     ParseIssue::Malformed,
     ParseIssue::UnobservableFrame,
+    ParseIssue::Undecodable,
 ];
 
 fn issue_tag(issue: ParseIssue) -> u8 {
@@ -293,6 +334,7 @@ fn issue_tag(issue: ParseIssue) -> u8 {
         ParseIssue::OverCap => 2,
         ParseIssue::Malformed => 3,
         ParseIssue::UnobservableFrame => 4,
+        ParseIssue::Undecodable => 5,
     }
 }
 
@@ -301,6 +343,21 @@ fn issue_from(tag: u8) -> Result<ParseIssue, DecodeError> {
         .into_iter()
         .find(|issue| issue_tag(*issue) == tag)
         .ok_or(DecodeError::Invalid("parse issue"))
+}
+
+fn format_tag(format: Format) -> u8 {
+    match format {
+        Format::Anthropic => 0,
+        Format::OpenAiChat => 1,
+        Format::OpenAiResponses => 2,
+    }
+}
+
+fn format_from(tag: u8) -> Result<Format, DecodeError> {
+    Format::ALL
+        .into_iter()
+        .find(|format| format_tag(*format) == tag)
+        .ok_or(DecodeError::Invalid("format"))
 }
 
 struct Writer<'a>(&'a mut Vec<u8>);
@@ -326,8 +383,8 @@ impl Writer<'_> {
         self.0.extend_from_slice(&value.to_le_bytes());
     }
 
-    fn uuid(&mut self, id: Uuid) {
-        self.0.extend_from_slice(id.as_bytes());
+    fn len(&mut self, len: usize) {
+        self.u32(u32::try_from(len).unwrap_or(u32::MAX));
     }
 
     fn duration(&mut self, duration: Duration) {
@@ -467,13 +524,20 @@ pub(crate) mod tests {
         ]
     }
 
+    fn a_request_id() -> impl Strategy<Value = RequestId> {
+        prop_oneof![
+            any::<u128>().prop_map(|id| RequestId::from(Uuid::from_u128(id))),
+            "[!-~]{1,200}".prop_map(|id| RequestId::parse(&id).expect("valid")),
+        ]
+    }
+
     /// Any record: every field, `None` and `Some`, every enum variant.
     pub(crate) fn any_record() -> impl Strategy<Value = UsageRecord> {
         let ids = (
-            any::<u128>(),
-            proptest::option::of(any::<u128>()),
-            proptest::option::of(any::<u128>()),
-            a_provider(),
+            a_request_id(),
+            proptest::option::of(text()),
+            proptest::option::of(text()),
+            proptest::option::of(a_provider()),
             proptest::option::of(text()),
             proptest::option::of(text()),
             proptest::option::of(text()),
@@ -489,7 +553,7 @@ pub(crate) mod tests {
             any::<bool>(),
         );
         let usage = (
-            proptest::array::uniform8(counts()),
+            proptest::array::uniform9(counts()),
             proptest::option::of(proptest::array::uniform6(counts())),
             proptest::option::of(text()),
             proptest::option::of(text()),
@@ -497,16 +561,22 @@ pub(crate) mod tests {
             proptest::sample::select(OUTCOMES.to_vec()),
             proptest::option::of(proptest::sample::select(ISSUES.to_vec())),
         );
-        (ids, timing, usage).prop_map(|(ids, timing, usage)| {
+        let labels = (
+            proptest::collection::btree_map(text(), text(), 0..4),
+            proptest::option::of(proptest::sample::select(Format::ALL.to_vec())),
+        );
+        (ids, timing, usage, labels).prop_map(|(ids, timing, usage, (labels, format))| {
             let (id, user, key, provider, region, requested, served, fallback) = ids;
             let (seconds, nanos, ttfb, duration, status, streaming) = timing;
             let (u, metrics, error_type, stop_reason, response_bytes, outcome, issue) = usage;
             let started_at = DateTime::from_timestamp(seconds, nanos).expect("in range");
-            let mut record = UsageRecord::new(RequestId(Uuid::from_u128(id)), started_at);
+            let mut record = UsageRecord::new(id, started_at);
             record.caller = Caller {
-                user_id: user.map(Uuid::from_u128),
-                access_key_id: key.map(Uuid::from_u128),
+                user_id: user,
+                access_key_id: key,
             };
+            record.labels = labels.into_iter().collect();
+            record.format = format;
             record.provider = provider;
             record.region = region;
             record.requested_model = requested;
@@ -528,6 +598,7 @@ pub(crate) mod tests {
                 ephemeral_1h_input_tokens: u[5],
                 web_search_requests: u[6],
                 web_fetch_requests: u[7],
+                reasoning_tokens: u[8],
             };
             record.bedrock_metrics = metrics.map(|m| BedrockMetrics {
                 input_token_count: m[0],
@@ -581,7 +652,63 @@ pub(crate) mod tests {
         encode(&record, &mut bytes);
         bytes.push(0);
         assert_eq!(decode(&bytes), Err(DecodeError::Trailing));
-        bytes[0] = 2;
-        assert_eq!(decode(&bytes), Err(DecodeError::Version(2)));
+        bytes[0] = 3;
+        assert_eq!(decode(&bytes), Err(DecodeError::Version(3)));
+    }
+
+    /// A record as version 1 wrote it (the layout of the spools that code left).
+    fn version_1(id: Uuid, user: Uuid, started_at: DateTime<Utc>) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let mut w = Writer(&mut bytes);
+        w.u8(VERSION_1);
+        w.0.extend_from_slice(id.as_bytes());
+        w.u8(1);
+        w.0.extend_from_slice(user.as_bytes());
+        w.u8(0);
+        w.str("plan");
+        w.opt_str(None);
+        w.opt_str(Some("claude-sonnet-4-5"));
+        w.opt_str(None);
+        w.u8(0);
+        w.i64(started_at.timestamp());
+        w.u32(started_at.timestamp_subsec_nanos());
+        w.u8(0);
+        w.duration(Duration::from_millis(1500));
+        w.opt(Some(&200), |w, status| w.u16(*status));
+        w.u8(1);
+        for count in [Some(25), Some(8), None, Some(0), None, None, None, None] {
+            w.opt_u64(count);
+        }
+        w.u8(0);
+        w.opt_str(None);
+        w.opt_str(Some("end_turn"));
+        w.u64(1234);
+        w.u8(outcome_tag(Outcome::Completed));
+        w.u8(0);
+        bytes
+    }
+
+    #[test]
+    fn version_1_records_are_still_read() {
+        let (id, user) = (Uuid::now_v7(), Uuid::now_v7());
+        let started_at = DateTime::from_timestamp(1_764_000_000, 5).unwrap();
+        let record = decode(&version_1(id, user, started_at)).unwrap();
+        assert_eq!(record.request_id, RequestId::from(id));
+        assert_eq!(record.caller, Caller::user(user));
+        assert_eq!(record.provider, Some(Provider::PLAN));
+        assert_eq!(record.requested_model.as_deref(), Some("claude-sonnet-4-5"));
+        assert_eq!(record.started_at, started_at);
+        assert_eq!(record.usage.input_tokens, Some(25));
+        assert_eq!(record.usage.output_tokens, Some(8));
+        assert_eq!(record.usage.cache_read_input_tokens, Some(0));
+        assert_eq!(record.usage.reasoning_tokens, None);
+        assert_eq!(record.stop_reason.as_deref(), Some("end_turn"));
+        assert_eq!(record.response_bytes, 1234);
+        assert!(record.labels.is_empty() && record.format.is_none());
+        // And written again, it is a version 2 record of the same content.
+        let mut bytes = Vec::new();
+        encode(&record, &mut bytes);
+        assert_eq!(bytes[0], VERSION);
+        assert_eq!(decode(&bytes), Ok(record));
     }
 }

@@ -131,7 +131,7 @@ impl Aggregate {
     }
 
     fn record(&mut self, record: &UsageRecord, pricing: &PriceCatalog) {
-        let provider = record.provider.as_str();
+        let provider = super::recorded_provider(record).as_str();
         let model = record
             .model()
             .map_or_else(|| "unknown".to_owned(), normalize_model_id);
@@ -179,7 +179,7 @@ impl Aggregate {
             }
         }
         if let Some(cost) = pricing
-            .price_record(record)
+            .price_record(super::recorded_provider(record), record)
             .and_then(|price| price.cost(usage).total.to_f64())
         {
             self.add("proxy.cost", Unit::None, &base, cost);
@@ -298,7 +298,7 @@ mod tests {
 
     fn record(provider: Provider, input: u64, outcome: Outcome) -> UsageRecord {
         let mut record = UsageRecord::new(RequestId::new(), chrono::Utc::now());
-        record.provider = provider;
+        record.provider = Some(provider);
         record.served_model = Some("claude-sonnet-4-5-20250929".into());
         record.usage = Usage {
             input_tokens: Some(input),

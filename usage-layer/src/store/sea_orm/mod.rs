@@ -123,7 +123,7 @@ impl SeaOrmStore {
         let mut seen = HashSet::with_capacity(batch.len());
         let rows: Vec<UsageRow> = batch
             .iter()
-            .filter(|record| seen.insert(record.request_id))
+            .filter(|record| seen.insert(record.request_id.as_str()))
             .map(|record| UsageRow::new(record, &self.pricing))
             .collect();
 

@@ -22,6 +22,18 @@ fn optional_count(value: Option<u64>) -> Option<i64> {
     value.map(|n| i64::try_from(n).unwrap_or(i64::MAX))
 }
 
+/// The UUID an id is stored as (the id columns are UUIDs): the id itself when it is a
+/// UUID (generated ids, tower-http's `MakeRequestUuid`, the reference server's users and
+/// keys), else the name-based UUID (v5) of the text, so one id is always one row and one
+/// aggregate key.
+pub(crate) fn stored_id(id: &str) -> Uuid {
+    Uuid::try_parse(id).unwrap_or_else(|_| Uuid::new_v5(&TEXT_ID_NAMESPACE, id.as_bytes()))
+}
+
+/// The namespace of [`stored_id`]'s name-based UUIDs (fixed: changing it would split
+/// every text id's rows in two).
+const TEXT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6d2b_4f0e_52a4_4c4b_9a0e_7f3c_1d5e_8a21);
+
 fn millis(duration: std::time::Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
@@ -153,18 +165,19 @@ impl UsageRow {
     /// usage but no known price is stored unpriced (cost 0) — never priced as another model.
     pub(crate) fn new(record: &UsageRecord, pricing: &PriceCatalog) -> Self {
         let usage = &record.usage;
-        let snapshot = pricing.price_record(record);
+        let provider = crate::store::recorded_provider(record);
+        let snapshot = pricing.price_record(provider, record);
         let cost = snapshot
             .as_ref()
             .map_or_else(Cost::default, |snapshot| snapshot.cost(usage));
         UsageRow {
-            request_id: record.request_id.0,
+            request_id: stored_id(record.request_id.as_str()),
             timestamp: record.started_at,
             unpriced: snapshot.is_none() && !usage.is_empty(),
-            user_id: record.caller.user_id,
-            access_key_id: record.caller.access_key_id,
+            user_id: record.caller.user_id.as_deref().map(stored_id),
+            access_key_id: record.caller.access_key_id.as_deref().map(stored_id),
             model: record.model().unwrap_or("unknown").to_owned(),
-            provider: record.provider.as_str().to_owned(),
+            provider: provider.as_str().to_owned(),
             input: count(usage.input_tokens),
             output: count(usage.output_tokens),
             cache_read: count(usage.cache_read_input_tokens),

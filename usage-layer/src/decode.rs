@@ -39,9 +39,6 @@
 //! one slice and decodes all of them before handing any out, so its memory would grow
 //! with the input.
 
-// used by the recorder (next commit)
-#![allow(dead_code)]
-
 use std::fmt;
 
 use brotli_decompressor::{

@@ -2,7 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use super::defaults::{LIST_PRICE_DATE, LIST_PRICE_REGIONS, LIST_PRICES};
+use super::defaults::{
+    LIST_PRICE_DATE, LIST_PRICE_REGIONS, LIST_PRICES, OPENAI_PRICE_DATE, OPENAI_PRICES,
+};
+use super::model_id::dated_alias;
 use super::{PLAN_REGION, PriceEntry, PriceSnapshot, normalize_model_id};
 use crate::record::Provider;
 
@@ -31,8 +34,9 @@ impl PriceCatalog {
         Self::default()
     }
 
-    /// Anthropic's list prices, for Plan (region `global`) and for Bedrock (region
-    /// `us-east-1`, Bedrock's default region).
+    /// The built-in prices: Anthropic's list prices, for Plan (region `global`) and for
+    /// Bedrock (region `us-east-1`, Bedrock's default region), and OpenAI's for
+    /// [`Provider::OPENAI`] (region `global`).
     pub fn defaults() -> Self {
         let mut catalog = Self::empty();
         for (provider, region) in &LIST_PRICE_REGIONS {
@@ -45,6 +49,16 @@ impl PriceCatalog {
                 for model in *models {
                     catalog.insert(provider, region, model, entry);
                 }
+            }
+        }
+        catalog.set_default_region(&Provider::OPENAI, PLAN_REGION);
+        for (models, prices) in &OPENAI_PRICES {
+            let entry = PriceEntry {
+                prices: *prices,
+                effective_date: OPENAI_PRICE_DATE,
+            };
+            for model in *models {
+                catalog.insert(&Provider::OPENAI, PLAN_REGION, model, entry);
             }
         }
         catalog
@@ -80,7 +94,9 @@ impl PriceCatalog {
 
     /// The price of `model` for `provider`, and the region and key it was found under.
     ///
-    /// The model id is normalised ([`normalize_model_id`]) and matched exactly. Plan is
+    /// The model id is normalised ([`normalize_model_id`]) and matched exactly; a dated
+    /// OpenAI snapshot (`gpt-4o-2024-08-06`) without a price of its own takes its alias's
+    /// (`gpt-4o`). Plan is
     /// priced from [`PLAN_REGION`] whatever `region` says; any other provider from
     /// `region`, else from its [default region](Self::default_region). Only `provider`'s
     /// own prices are considered: `None` means it has no price for the model.
@@ -96,16 +112,21 @@ impl PriceCatalog {
             Some(pinned) => [Some(pinned), None],
             None => [region, prices.default_region.as_deref()],
         };
-        regions.into_iter().flatten().find_map(|region| {
-            let entry = prices.regions.get(region)?.get(&key)?;
-            Some(PriceSnapshot {
-                provider: provider.clone(),
-                region: region.to_owned(),
-                model_id: key.clone(),
-                effective_date: entry.effective_date,
-                prices: entry.prices,
+        [Some(key.as_str()), dated_alias(&key)]
+            .into_iter()
+            .flatten()
+            .find_map(|key| {
+                regions.into_iter().flatten().find_map(|region| {
+                    let entry = prices.regions.get(region)?.get(key)?;
+                    Some(PriceSnapshot {
+                        provider: provider.clone(),
+                        region: region.to_owned(),
+                        model_id: key.to_owned(),
+                        effective_date: entry.effective_date,
+                        prices: entry.prices,
+                    })
+                })
             })
-        })
     }
 
     /// The price of a request served by `provider`: its region, and the model that served
@@ -184,7 +205,7 @@ mod tests {
             Some("us-east-1")
         );
         assert_eq!(catalog.default_region(&Provider::PLAN), Some("global"));
-        assert_eq!(catalog.entries().count(), 2 * 11);
+        assert_eq!(catalog.entries().count(), 2 * 11 + 14, "Anthropic twice, and OpenAI");
     }
 
     #[test]
@@ -298,6 +319,30 @@ mod tests {
                 .lookup(&Provider::BEDROCK, Some("us-west-2"), "claude-haiku-4-5")
                 .is_some()
         );
+    }
+
+    #[test]
+    fn openai_snapshots_take_their_own_price_else_their_alias() {
+        let catalog = PriceCatalog::defaults();
+        let price = |model: &str| catalog.lookup(&Provider::OPENAI, Some("eu-west-1"), model);
+        let dated = price("gpt-4.1-mini-2025-04-14").unwrap();
+        assert_eq!(dated.model_id, "gpt-4-1-mini");
+        assert_eq!(dated.region, "global");
+        assert_eq!(dated.prices.input.to_string(), "0.400");
+        assert_eq!(dated.prices.cache_read.to_string(), "0.100");
+        // A snapshot with a price of its own is not priced as its alias.
+        assert_eq!(
+            price("gpt-4o-2024-05-13").unwrap().prices.input.to_string(),
+            "5.000"
+        );
+        assert_eq!(
+            price("gpt-4o-2024-08-06").unwrap().prices.input.to_string(),
+            "2.500"
+        );
+        // Unknown models are unknown, and OpenAI's prices are OpenAI's only.
+        assert!(price("gpt-5.2-2025-12-11").is_none());
+        assert!(price("claude-sonnet-4-5").is_none());
+        assert!(catalog.lookup(&Provider::BEDROCK, None, "gpt-4o").is_none());
     }
 
     #[test]

@@ -44,6 +44,50 @@ pub(super) const LIST_PRICES: [(&[&str], Prices); 6] = [
     (&["claude-3-haiku"], cents([25, 125, 30, 50, 3])),
 ];
 
+/// The date OpenAI's prices below are given for: the last launch they include (GPT-5.1).
+///
+/// They are OpenAI's standard-tier prices as its public price page lists them, read from
+/// two independent copies of that page that agree on every value (litellm 1.110.2's
+/// price table and genai-prices 0.2.3's); the page itself could not be read from where
+/// this table was written.
+pub(super) const OPENAI_PRICE_DATE: NaiveDate = match NaiveDate::from_ymd_opt(2025, 11, 13) {
+    Some(date) => date,
+    None => panic!("the OpenAI price date is a valid date"),
+};
+
+/// OpenAI's prices, in mills (tenths of a US cent) per million tokens: input, cached
+/// input, output. OpenAI bills no cache writes (they are input), so a write is priced as
+/// input; a dated snapshot takes its alias's price unless it has its own.
+pub(super) const OPENAI_PRICES: [(&[&str], Prices); 13] = [
+    (&["gpt-5", "gpt-5-1"], openai([1250, 125, 10_000])),
+    (&["gpt-5-mini"], openai([250, 25, 2_000])),
+    (&["gpt-5-nano"], openai([50, 5, 400])),
+    (&["gpt-4-1"], openai([2_000, 500, 8_000])),
+    (&["gpt-4-1-mini"], openai([400, 100, 1_600])),
+    (&["gpt-4-1-nano"], openai([100, 25, 400])),
+    (&["gpt-4o"], openai([2_500, 1_250, 10_000])),
+    // The first GPT-4o snapshot kept its launch price (and had no cached-input price).
+    (&["gpt-4o-2024-05-13"], openai([5_000, 5_000, 15_000])),
+    (&["gpt-4o-mini"], openai([150, 75, 600])),
+    (&["o3"], openai([2_000, 500, 8_000])),
+    (&["o3-mini"], openai([1_100, 550, 4_400])),
+    (&["o4-mini"], openai([1_100, 275, 4_400])),
+    (&["o1"], openai([15_000, 7_500, 60_000])),
+];
+
+const fn openai([input, cached, output]: [u32; 3]) -> Prices {
+    const fn usd(mills: u32) -> Decimal {
+        Decimal::from_parts(mills, 0, 0, false, 3)
+    }
+    Prices {
+        input: usd(input),
+        output: usd(output),
+        cache_write_5m: usd(input),
+        cache_write_1h: usd(input),
+        cache_read: usd(cached),
+    }
+}
+
 /// Prices of a model listed with only input and output prices, by Anthropic's cache
 /// multipliers: a 5-minute write is 1.25 × input, a 1-hour write 2 × input, a read 0.1 × input.
 pub(super) fn with_cache_multipliers(input: Decimal, output: Decimal) -> Prices {
@@ -95,6 +139,25 @@ mod tests {
         let unique: std::collections::BTreeSet<_> = keys.iter().collect();
         assert_eq!(unique.len(), keys.len());
         assert_eq!(keys.len(), 11);
+    }
+
+    #[test]
+    fn openai_prices_are_in_dollars_and_keys_normalised() {
+        let prices: std::collections::BTreeMap<&str, Prices> = OPENAI_PRICES
+            .iter()
+            .flat_map(|(models, prices)| models.iter().map(move |model| (*model, *prices)))
+            .collect();
+        assert_eq!(prices.len(), 14, "unique keys");
+        for key in prices.keys() {
+            assert_eq!(normalize_model_id(key), *key);
+        }
+        let nano = prices["gpt-5-nano"];
+        assert_eq!(
+            [nano.input, nano.cache_read, nano.output].map(|p| p.to_string()),
+            ["0.050", "0.005", "0.400"]
+        );
+        assert_eq!(prices["o4-mini"].cache_read.to_string(), "0.275");
+        assert_eq!(OPENAI_PRICE_DATE.to_string(), "2025-11-13");
     }
 
     #[test]

@@ -56,6 +56,23 @@ fn strip_date(id: &str) -> &str {
     }
 }
 
+/// The alias of an OpenAI dated snapshot key (`gpt-4o-2024-08-06` → `gpt-4o`): a
+/// `-YYYY-MM-DD` suffix stripped; `None` when the key has none.
+///
+/// A snapshot may be priced apart from its alias (`gpt-4o-2024-05-13` is), so the catalog
+/// tries the whole key first and this alias only when the whole key has no price.
+pub(super) fn dated_alias(key: &str) -> Option<&str> {
+    let (head, date) = key.len().checked_sub(11).map(|at| key.split_at(at))?;
+    let date = date.strip_prefix('-')?.as_bytes();
+    let shape = date.len() == 10
+        && date[4] == b'-'
+        && date[7] == b'-'
+        && [&date[..4], &date[5..7], &date[8..]]
+            .iter()
+            .all(|part| part.iter().all(u8::is_ascii_digit));
+    (shape && !head.is_empty()).then_some(head)
+}
+
 /// Writes each dot between two digits as a dash (`claude-sonnet-4.5` → `claude-sonnet-4-5`).
 fn dash_version_dots(id: &str) -> String {
     let bytes = id.as_bytes();
@@ -78,6 +95,21 @@ fn is_digits(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dated_aliases_strip_only_a_dashed_date() {
+        assert_eq!(dated_alias("gpt-4o-2024-08-06"), Some("gpt-4o"));
+        assert_eq!(dated_alias("gpt-4-1-mini-2025-04-14"), Some("gpt-4-1-mini"));
+        assert_eq!(dated_alias("o3-2025-04-16"), Some("o3"));
+        assert_eq!(dated_alias("gpt-4o"), None);
+        assert_eq!(dated_alias("-2024-08-06"), None);
+        assert_eq!(dated_alias("gpt-4-1106-preview"), None);
+        assert_eq!(dated_alias("gpt-4o-2024-0806"), None);
+        assert_eq!(
+            normalize_model_id("GPT-4.1-2025-04-14"),
+            "gpt-4-1-2025-04-14"
+        );
+    }
 
     #[test]
     fn normalises_the_documented_examples() {

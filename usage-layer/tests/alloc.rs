@@ -1,7 +1,10 @@
 //! No allocation per `content_block_delta` or `ping` frame once a stream is under way.
 //!
 //! Its own test binary, with one test: the counting allocator sees every thread of the
-//! process, so nothing else may run beside it.
+//! process, so nothing else may run beside it. Even so the test harness's main thread
+//! allocates once when it first blocks waiting for the test, and on a busy machine that can
+//! fall inside a measured window; so each loop is measured in several windows and the
+//! quietest one must show no allocation. A per-frame allocation shows in every window.
 
 use std::alloc::System;
 use std::convert::Infallible;
@@ -39,6 +42,22 @@ fn poll<B: Body + Unpin>(body: &mut B) -> Option<Frame<B::Data>> {
     }
 }
 
+/// How many windows each measured loop is cut into.
+const WINDOWS: usize = 5;
+
+/// Runs `window` [`WINDOWS`] times; the fewest (allocations, reallocations) one run saw.
+fn quietest_window(mut window: impl FnMut()) -> (usize, usize) {
+    (0..WINDOWS)
+        .map(|_| {
+            let region = Region::new(GLOBAL);
+            window();
+            let change = region.change();
+            (change.allocations, change.reallocations)
+        })
+        .min()
+        .expect("at least one window")
+}
+
 #[test]
 fn no_allocation_per_delta_or_ping_frame() {
     // Every frame the body will yield, built before counting.
@@ -71,17 +90,16 @@ fn no_allocation_per_delta_or_ping_frame() {
     for _ in 0..20 {
         poll(&mut body).unwrap();
     }
-    let region = Region::new(GLOBAL);
-    let mut polled = 0;
-    for _ in 0..FRAMES - 19 {
-        poll(&mut body).unwrap();
-        polled += 1;
-    }
-    let change = region.change();
+    let per_window = (FRAMES - 20) / WINDOWS;
+    let quietest = quietest_window(|| {
+        for _ in 0..per_window {
+            poll(&mut body).unwrap();
+        }
+    });
     assert_eq!(
-        (change.allocations, change.reallocations),
+        quietest,
         (0, 0),
-        "allocations over {polled} delta/ping frames through UsageBody"
+        "allocations over {per_window} delta/ping frames through UsageBody"
     );
     drop(body);
 
@@ -92,21 +110,21 @@ fn no_allocation_per_delta_or_ping_frame() {
         scanner.feed(DELTA);
         scanner.feed(UNNAMED_DELTA);
     }
-    let region = Region::new(GLOBAL);
-    for _ in 0..FRAMES {
-        scanner.feed(DELTA);
-        scanner.feed(PING);
-        scanner.feed(UNNAMED_DELTA);
-        // Split mid-line too.
-        scanner.feed(&DELTA[..40]);
-        scanner.feed(&DELTA[40..]);
-    }
-    let change = region.change();
+    let quietest = quietest_window(|| {
+        for _ in 0..FRAMES / WINDOWS {
+            scanner.feed(DELTA);
+            scanner.feed(PING);
+            scanner.feed(UNNAMED_DELTA);
+            // Split mid-line too.
+            scanner.feed(&DELTA[..40]);
+            scanner.feed(&DELTA[40..]);
+        }
+    });
     assert_eq!(
-        (change.allocations, change.reallocations),
+        quietest,
         (0, 0),
         "allocations over {} scanner feeds",
-        FRAMES * 5
+        FRAMES / WINDOWS * 5
     );
     assert_eq!(scanner.finish().usage.input_tokens, Some(120));
 

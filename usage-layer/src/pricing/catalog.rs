@@ -205,7 +205,11 @@ mod tests {
             Some("us-east-1")
         );
         assert_eq!(catalog.default_region(&Provider::PLAN), Some("global"));
-        assert_eq!(catalog.entries().count(), 2 * 11 + 14, "Anthropic twice, and OpenAI");
+        assert_eq!(
+            catalog.entries().count(),
+            2 * 11 + 14,
+            "Anthropic twice, and OpenAI"
+        );
     }
 
     #[test]

@@ -133,7 +133,7 @@ key=$(cli keys create --user "$user_id" --name ci | tail -n 1)
 [ "$(stat -c %a "$cli_state/key-hasher-secret")" = 600 ] || { echo "the generated secret is not mode 0600" >&2; exit 1; }
 echo "users create / keys create: ok (user $user_id, key ${key:0:11}…)"
 
-step "migration CLI: up, status, down, up, fresh (SQLite$( [ -n "${TEST_DATABASE_URL:-}" ] && echo ' and Postgres'))"
+step "migration CLI: up, status, down, up, fresh; the usage schema alone (SQLite$( [ -n "${TEST_DATABASE_URL:-}" ] && echo ' and Postgres'))"
 scratch=$(mktemp -d)
 trap 'kill "$moto_pid" 2>/dev/null; rm -rf "$scratch"' EXIT
 migrate() { DATABASE_URL="$1" "$bin/migration" "${@:2}"; }
@@ -143,6 +143,9 @@ cli_round_trip() {
   migrate "$1" down -n 3
   migrate "$1" up
   migrate "$1" fresh
+  migrate "$1" --only usage down -n 2
+  migrate "$1" --only usage status
+  migrate "$1" --only usage up
 }
 cli_round_trip "sqlite://$scratch/cli.db?mode=rwc"
 if [ -n "${TEST_DATABASE_URL:-}" ]; then

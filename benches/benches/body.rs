@@ -46,9 +46,25 @@ fn upstream(
     Error = Infallible,
     Future = Ready<Result<Response<Frames>, Infallible>>,
 > + Clone {
+    encoded_upstream(pieces, None)
+}
+
+/// The upstream, its frames sent with this `content-encoding`.
+fn encoded_upstream(
+    pieces: Arc<[Bytes]>,
+    encoding: Option<&'static str>,
+) -> impl Service<
+    Request<()>,
+    Response = Response<Frames>,
+    Error = Infallible,
+    Future = Ready<Result<Response<Frames>, Infallible>>,
+> + Clone {
     service_fn(move |_request: Request<()>| {
-        let response = Response::builder()
-            .header(header::CONTENT_TYPE, "text/event-stream")
+        let mut response = Response::builder().header(header::CONTENT_TYPE, "text/event-stream");
+        if let Some(encoding) = encoding {
+            response = response.header(header::CONTENT_ENCODING, encoding);
+        }
+        let response = response
             .body(Frames::new(pieces.clone()))
             .expect("a valid response");
         ready(Ok(response))
@@ -137,10 +153,59 @@ fn body(c: &mut Criterion) {
         group.finish();
     }
 
+    gzip(c, &small);
+
     let stats = runtime
         .block_on(handle.shutdown())
         .expect("the writer drains");
     assert_eq!(stats.dropped, 0, "the writer kept up: {stats:?}");
+}
+
+/// The cost of reading a gzipped stream: the layer on the stream as gzip sends it (in
+/// TCP-segment frames), against the layer on the same stream uncompressed and against
+/// the compressed frames passing with no layer, in the same run.
+fn gzip(c: &mut Criterion, plain: &corpus::Corpus) {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut encoder, &plain.whole()).expect("in memory");
+    let gzipped = Bytes::from(encoder.finish().expect("in memory"));
+    let frames = |bytes: &Bytes| -> Arc<[Bytes]> {
+        bytes
+            .chunks(1460)
+            .map(Bytes::copy_from_slice)
+            .collect::<Vec<_>>()
+            .into()
+    };
+    let (compressed, uncompressed) = (frames(&gzipped), frames(&plain.whole()));
+    eprintln!(
+        "gzip {} plain_bytes={} gzip_bytes={} frames={}",
+        plain.name,
+        plain.len(),
+        gzipped.len(),
+        compressed.len()
+    );
+    let records = usage_layer::sink::MemorySink::new();
+    let mut group = c.benchmark_group(format!("gzip-{}", plain.name));
+    // Throughput in the stream's decoded bytes, so MB/s compare with the plain reading.
+    group.throughput(Throughput::Bytes(plain.len() as u64));
+    let mut bare = encoded_upstream(compressed.clone(), Some("gzip"));
+    let mut plain_layer = UsageLayer::new(NoopSink).layer(upstream(uncompressed));
+    let mut gzip_layer =
+        UsageLayer::new(records.clone()).layer(encoded_upstream(compressed, Some("gzip")));
+    // The layer reads the gzip stream in full: the same usage as the plain one.
+    drain(&mut gzip_layer);
+    let record = records.take().pop().expect("one record");
+    assert_eq!(record.usage.output_tokens, plain.output_tokens);
+    assert_eq!(record.parse_issue, None);
+    let mut gzip_layer =
+        UsageLayer::new(NoopSink).layer(encoded_upstream(frames(&gzipped), Some("gzip")));
+    group.bench_function("bare_gzip_frames", |b| b.iter(|| drain(&mut bare)));
+    group.bench_function("usage_noop_sink/plain", |b| {
+        b.iter(|| drain(&mut plain_layer))
+    });
+    group.bench_function("usage_noop_sink/gzip", |b| {
+        b.iter(|| drain(&mut gzip_layer))
+    });
+    group.finish();
 }
 
 criterion_group! {

@@ -95,6 +95,20 @@ fn parse(c: &mut Criterion) {
         &[Chunking::EventAligned],
         &[SCANNER, FLOOR],
     );
+    // OpenAI's formats: the same 4,000-token reply as Chat Completions chunks and as
+    // Responses events (no typed reader: it is Anthropic's event enum).
+    for openai in [corpus::openai_chat(SEED), corpus::openai_responses(SEED)] {
+        bench_corpus(
+            c,
+            &openai,
+            &[
+                Chunking::EventAligned,
+                Chunking::Fixed(128),
+                Chunking::Fixed(1460),
+            ],
+            &[SCANNER, NAIVE, FLOOR],
+        );
+    }
     // Linear, never quadratic: the same 8 MiB line whole and in TCP-segment fragments.
     bench_corpus(
         c,

@@ -214,6 +214,86 @@ pub fn small_deltas(seed: u64) -> Corpus {
     }
 }
 
+/// The 4,000-output-token reply of [`small_deltas`] as an OpenAI Chat Completions stream
+/// (`stream_options.include_usage`): 1,300 `data:`-only chunks of 1–3 words, each with
+/// `"usage":null`, the `finish_reason` chunk, the usage chunk, `data: [DONE]`.
+pub fn openai_chat(seed: u64) -> Corpus {
+    let mut rng = Rng(seed);
+    let chunk = |choices: &str, usage: &str| {
+        Bytes::from(format!(
+            "data: {{\"id\":\"chatcmpl-CXd8mQ4u2bLr7VvTq1\",\"object\":\"chat.completion.chunk\",\"created\":1764600000,\"model\":\"gpt-4.1-2025-04-14\",\"service_tier\":\"default\",\"system_fingerprint\":\"fp_b1a2c3d4e5\",\"choices\":{choices},\"usage\":{usage}}}\n\n"
+        ))
+    };
+    let mut events = vec![chunk(
+        r#"[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}]"#,
+        "null",
+    )];
+    for _ in 0..1_300 {
+        let count = 1 + rng.below(3);
+        let choices = format!(
+            r#"[{{"index":0,"delta":{{"content":"{}"}},"logprobs":null,"finish_reason":null}}]"#,
+            rng.words(count)
+        );
+        events.push(chunk(&choices, "null"));
+    }
+    events.push(chunk(
+        r#"[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]"#,
+        "null",
+    ));
+    events.push(chunk(
+        "[]",
+        r#"{"prompt_tokens":20095,"completion_tokens":4000,"total_tokens":24095,"prompt_tokens_details":{"cached_tokens":18000,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}"#,
+    ));
+    events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    Corpus {
+        name: "openai_chat".to_owned(),
+        events,
+        output_tokens: Some(4000),
+    }
+}
+
+/// The same reply as an OpenAI Responses stream: `response.created`, 1,300
+/// `response.output_text.delta` events, `response.output_text.done`, and
+/// `response.completed` with the usage (and, as the API sends it, the whole output text).
+pub fn openai_responses(seed: u64) -> Corpus {
+    let mut rng = Rng(seed);
+    let response = |status: &str, output: &str, usage: &str| {
+        format!(
+            r#"{{"id":"resp_68d2f0c1a9b4","object":"response","created_at":1764600000,"status":"{status}","error":null,"incomplete_details":null,"model":"gpt-5-2025-08-07","output":{output},"usage":{usage}}}"#
+        )
+    };
+    let mut events = vec![Bytes::from(format!(
+        "event: response.created\ndata: {{\"type\":\"response.created\",\"sequence_number\":0,\"response\":{}}}\n\n",
+        response("in_progress", "[]", "null")
+    ))];
+    let mut text = String::new();
+    for n in 0..1_300 {
+        let count = 1 + rng.below(3);
+        let delta = rng.words(count);
+        text.push_str(&delta);
+        events.push(Bytes::from(format!(
+            "event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"sequence_number\":{},\"item_id\":\"msg_68d2f0c1\",\"output_index\":0,\"content_index\":0,\"delta\":\"{delta}\",\"logprobs\":[]}}\n\n",
+            n + 1
+        )));
+    }
+    events.push(Bytes::from(format!(
+        "event: response.output_text.done\ndata: {{\"type\":\"response.output_text.done\",\"sequence_number\":1301,\"item_id\":\"msg_68d2f0c1\",\"output_index\":0,\"content_index\":0,\"text\":\"{text}\"}}\n\n"
+    )));
+    let output = format!(
+        r#"[{{"id":"msg_68d2f0c1","type":"message","status":"completed","role":"assistant","content":[{{"type":"output_text","annotations":[],"text":"{text}"}}]}}]"#
+    );
+    let usage = r#"{"input_tokens":20095,"input_tokens_details":{"cached_tokens":18000},"output_tokens":4000,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":24095}"#;
+    events.push(Bytes::from(format!(
+        "event: response.completed\ndata: {{\"type\":\"response.completed\",\"sequence_number\":1302,\"response\":{}}}\n\n",
+        response("completed", &output, usage)
+    )));
+    Corpus {
+        name: "openai_responses".to_owned(),
+        events,
+        output_tokens: Some(4000),
+    }
+}
+
 /// The same 4,000-token reply as an upstream that batches tokens sends it: 160 deltas of
 /// about 25 words each, with a ping every 40 deltas (about 166 events).
 pub fn batched_deltas(seed: u64) -> Corpus {

@@ -32,19 +32,22 @@ fn each_event(pieces: &[Bytes], mut on_data: impl FnMut(&str)) {
 }
 
 /// The naive reader: `eventsource-stream`, and every event's data parsed into a
-/// `serde_json::Value`; usage read from the values.
+/// `serde_json::Value`; usage read from the values (Anthropic's events, OpenAI's chat
+/// chunks and Responses events).
 pub fn naive(pieces: &[Bytes]) -> Option<u64> {
     let mut output = None;
     each_event(pieces, |data| {
         let Ok(value) = serde_json::from_str::<serde_json::Value>(data) else {
             return;
         };
-        let usage = match value["type"].as_str() {
-            Some("message_start") => &value["message"]["usage"],
-            Some("message_delta") => &value["usage"],
-            _ => return,
+        // Anthropic's events, the Responses API's end event, or a chat chunk's usage.
+        let (usage, key) = match value["type"].as_str() {
+            Some("message_start") => (&value["message"]["usage"], "output_tokens"),
+            Some("message_delta") => (&value["usage"], "output_tokens"),
+            Some("response.completed") => (&value["response"]["usage"], "output_tokens"),
+            _ => (&value["usage"], "completion_tokens"),
         };
-        if let Some(n) = usage["output_tokens"].as_u64() {
+        if let Some(n) = usage[key].as_u64() {
             output = Some(n);
         }
     });

@@ -53,6 +53,8 @@ pub struct AppState {
     pub admin_token: crate::config::Secret,
     /// The usage writer (its backlog is reported by `/health`).
     pub usage_writer: usage_layer::sink::BatchWriter,
+    /// The Prometheus recorder `/metrics` renders; `None` when metrics are off.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// `/ak/{key}/rest` ⇒ `/ak/<redacted>/rest`: the key never reaches a log line.
@@ -79,11 +81,13 @@ fn split_key(path: &str) -> Option<(&str, &str)> {
     Some(rest.split_at(rest.find('/').unwrap_or(rest.len())))
 }
 
-/// The application, with `sink` receiving a usage record per Messages request.
+/// The application, with `sink` (and the `/metrics` sink, when metrics are on) receiving
+/// a usage record per Messages request.
 pub fn app<K>(state: Arc<AppState>, sink: K, limits: Limits) -> Routes
 where
     K: UsageSink + Clone + Send + Sync + 'static,
 {
+    let sink = (sink, crate::metrics::sink(&state));
     let metered = Routes::new()
         .route("/ak/{key}/v1/messages", post(messages))
         .route_layer(UsageLayer::new(sink));
@@ -94,6 +98,7 @@ where
     Routes::new()
         .merge(authenticated)
         .merge(crate::admin::routes(state.clone()))
+        .merge(crate::metrics::routes(&state))
         .route("/", get(probe).head(probe))
         .route("/ak/{key}", get(probe).head(probe))
         .route("/health", get(health))

@@ -150,7 +150,7 @@ impl Budget {
         let now = Utc::now();
         let stored = self
             .queries
-            .monthly_total(user.id, &Provider::BEDROCK, now)
+            .monthly_total(&user.id.to_string(), &Provider::BEDROCK, now)
             .await?;
         let buckets = self.queries.buckets();
         let period_start = buckets.start(BucketType::Month, now);

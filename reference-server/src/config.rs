@@ -235,11 +235,19 @@ pub struct ServeArgs {
     /// The largest request body accepted, in bytes.
     #[arg(long, env = "PROXY_MAX_REQUEST_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_request_bytes: usize,
+    /// Serve `GET /metrics` (Prometheus text format) without authentication: usage per
+    /// provider, model and outcome — volumes, cost, latency; never users or keys.
+    #[arg(long, env = "PROXY_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics: bool,
     /// Put per-provider metrics to CloudWatch.
     #[arg(long, env = "PROXY_CLOUDWATCH_METRICS_ENABLED", default_value_t = false, action = clap::ArgAction::Set)]
     pub cloudwatch_metrics_enabled: bool,
     /// The CloudWatch namespace.
-    #[arg(long, env = "PROXY_CLOUDWATCH_NAMESPACE", default_value = usage_layer::store::cloudwatch::DEFAULT_NAMESPACE)]
+    #[arg(
+        long,
+        env = "PROXY_CLOUDWATCH_NAMESPACE",
+        default_value = "ClaudeCodeProxy"
+    )]
     pub cloudwatch_namespace: String,
     /// A CloudWatch endpoint URL (VPC endpoints, tests); region and credentials come from
     /// the AWS default chain.

@@ -119,7 +119,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     )?;
     // This run's user only: the directory may hold earlier runs.
     let rows = token_usage::Entity::find()
-        .filter(token_usage::Column::UserId.eq(user))
+        .filter(token_usage::Column::UserId.eq(user.to_string()))
         .order_by_asc(token_usage::Column::Id)
         .all(&db)
         .await?;

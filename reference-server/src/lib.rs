@@ -2,7 +2,8 @@
 //!
 //! * [`app`] — routes, authentication, the usage layer; [`routing`] — Plan first, Bedrock
 //!   fallback, cooldowns; [`plan`] and [`bedrock`] — the upstreams; [`budget`] — monthly
-//!   Bedrock budgets; [`keys`] — access keys; [`server`] — start and graceful stop.
+//!   Bedrock budgets; [`keys`] — access keys; [`metrics`] — `GET /metrics`; [`server`] —
+//!   start and graceful stop.
 
 pub mod admin;
 pub mod app;
@@ -13,7 +14,9 @@ pub mod demo;
 pub mod entity;
 pub mod error;
 pub mod keys;
+pub mod metrics;
 pub mod plan;
+pub mod pricing_env;
 pub mod routing;
 pub mod secrets;
 pub mod server;

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -31,9 +30,8 @@ pub async fn open_state(state: &StateArgs) -> anyhow::Result<(DatabaseConnection
     let db = Database::connect(options)
         .await
         .context("connecting to the database (PROXY_DATABASE_URL)")?;
-    Migrator::up(&db, None)
-        .await
-        .context("running migrations")?;
+    // Its own tables and the usage tables, each with its own tracking table.
+    migration::up(&db).await.context("running migrations")?;
     let secret = load_or_generate(
         &state.state_dir,
         "key-hasher-secret",
@@ -146,10 +144,11 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         "admin token",
     )?
     .parse()?;
-    let pricing = Arc::new(
-        PriceCatalog::defaults()
-            .with_overrides(args.model_pricing.as_deref(), args.plan_pricing.as_deref())?,
-    );
+    let pricing = Arc::new(crate::pricing_env::merge(
+        PriceCatalog::defaults(),
+        args.model_pricing.as_deref(),
+        args.plan_pricing.as_deref(),
+    )?);
     let buckets = Buckets::new(args.usage_timezone, args.usage_week_start);
     let store = SeaOrmStore::new(db.clone(), pricing.clone(), buckets);
     let queries = store.queries();
@@ -217,6 +216,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         budget,
         admin_token,
         usage_writer: writer.clone(),
+        metrics: args.metrics.then(crate::metrics::prometheus).transpose()?,
     });
 
     let listener = tokio::net::TcpListener::bind(args.bind)

@@ -6,15 +6,16 @@
 //! stderr — unless `CI` or `REQUIRE_POSTGRES` is set, where a missing or unreachable
 //! Postgres fails the test.
 
+pub mod gateway;
 pub mod proxy;
 pub mod relay;
 pub mod sdk;
+pub mod upstream;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, Database, DatabaseConnection, EntityTrait, QueryFilter,
     QueryOrder,
@@ -129,7 +130,7 @@ impl TestDb {
     }
 
     async fn migrated(self) -> Self {
-        Migrator::up(&self.db, None).await.expect("migrate up");
+        migration::up(&self.db).await.expect("migrate up");
         self
     }
 
@@ -177,11 +178,6 @@ pub fn record(
     record
 }
 
-/// The UUID a caller's id is stored as (the test callers' ids are UUIDs).
-pub fn uuid(id: &Option<String>) -> Option<Uuid> {
-    id.as_deref().map(|id| id.parse().expect("a UUID id"))
-}
-
 /// A caller with a new user and a new key.
 pub fn caller() -> Caller {
     Caller::user(Uuid::now_v7()).with_access_key(Uuid::now_v7())
@@ -225,8 +221,8 @@ pub async fn assert_aggregates_match_rows(db: &TestDb, buckets: &Buckets) {
         for row in &rows {
             let key = (
                 buckets.start(kind, row.timestamp),
-                row.user_id.unwrap_or(Uuid::nil()),
-                row.access_key_id.unwrap_or(Uuid::nil()),
+                row.user_id.clone().unwrap_or_default(),
+                row.access_key_id.clone().unwrap_or_default(),
                 row.provider.clone(),
             );
             let sums: &mut [i64; 6] = expected.entry(key).or_default();
@@ -246,8 +242,8 @@ pub async fn assert_aggregates_match_rows(db: &TestDb, buckets: &Buckets) {
         for aggregate in stored {
             let key = (
                 aggregate.bucket_start,
-                aggregate.user_id,
-                aggregate.access_key_id,
+                aggregate.user_id.clone(),
+                aggregate.access_key_id.clone(),
                 aggregate.provider.clone(),
             );
             let sums = expected[&key];

@@ -1,8 +1,9 @@
-//! The official Anthropic SDKs as clients: a driver process per SDK (`tests/sdk/python/driver.py`
+//! The official SDKs as clients: a driver process per SDK (`tests/sdk/python/driver.py`
 //! with the pinned `anthropic` package, `tests/sdk/node/driver.mjs` with the locked
-//! `@anthropic-ai/sdk`), spoken to one JSON line per call.
+//! `@anthropic-ai/sdk`, `tests/sdk/python/openai_driver.py` with the pinned `openai`
+//! package), spoken to one JSON line per call.
 //!
-//! `scripts/test.sh` installs both (a venv at `.venv`, `npm ci` in `tests/sdk/node`). When an
+//! `scripts/test.sh` installs them (a venv at `.venv`, `npm ci` in `tests/sdk/node`). When an
 //! SDK is missing the test fails and says how to install it: these tests never skip.
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,8 @@ pub enum Sdk {
     Python,
     /// npm `@anthropic-ai/sdk`.
     TypeScript,
+    /// PyPI `openai` (`tests/sdk/python/openai_driver.py`).
+    OpenAiPython,
 }
 
 fn workspace_root() -> PathBuf {
@@ -46,13 +49,18 @@ impl SdkClient {
     pub async fn start(sdk: Sdk, base_url: &str) -> Self {
         let root = workspace_root();
         let (program, script, install) = match sdk {
-            Sdk::Python => {
+            Sdk::Python | Sdk::OpenAiPython => {
                 let python = std::env::var_os("SDK_PYTHON")
                     .map(PathBuf::from)
                     .unwrap_or_else(|| root.join(".venv/bin/python"));
+                let driver = if sdk == Sdk::Python {
+                    "driver.py"
+                } else {
+                    "openai_driver.py"
+                };
                 (
                     python,
-                    root.join("tests/sdk/python/driver.py"),
+                    root.join("tests/sdk/python").join(driver),
                     "python3 -m venv .venv && .venv/bin/pip install -r tests/sdk/python/requirements.txt",
                 )
             }
@@ -113,7 +121,8 @@ impl SdkClient {
         )
     }
 
-    async fn call(&mut self, command: Value) -> Value {
+    /// Sends one command line to the driver: its answer.
+    pub async fn call(&mut self, command: Value) -> Value {
         let mut line = command.to_string();
         line.push('\n');
         self.stdin

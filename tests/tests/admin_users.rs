@@ -815,13 +815,13 @@ async fn pricing_lists_plan_and_bedrock_prices() {
         .await;
     assert_eq!(
         pricing["default_regions"],
-        json!({ "bedrock": "us-east-1", "plan": "global" })
+        json!({ "bedrock": "us-east-1", "openai": "global", "plan": "global" })
     );
     let prices = pricing["prices"].as_array().unwrap();
     assert_eq!(
         prices.len(),
-        2 * 11,
-        "the built-in list prices for both providers"
+        2 * 11 + 14,
+        "the built-in list prices for both providers, and the library's OpenAI prices"
     );
     for (provider, region) in [("plan", "global"), ("bedrock", "us-east-1")] {
         let sonnet: Vec<&Value> = prices

@@ -67,7 +67,7 @@ async fn post(url: &str) -> StatusCode {
 
 fn assert_once_each(rows: &[token_usage::Model], expected: usize) {
     assert_eq!(rows.len(), expected, "one row per request served");
-    let ids: HashSet<_> = rows.iter().map(|r| r.request_id).collect();
+    let ids: HashSet<_> = rows.iter().map(|r| r.request_id.as_str()).collect();
     assert_eq!(ids.len(), expected, "no request twice");
     assert!(
         rows.iter()
@@ -332,7 +332,7 @@ async fn a_storm_of_disconnecting_clients_is_recorded_once_each() {
     }
     let rows = proxy.rows().await;
     assert_eq!(rows.len(), 100, "one row per request");
-    let ids: HashSet<_> = rows.iter().map(|r| r.request_id).collect();
+    let ids: HashSet<_> = rows.iter().map(|r| r.request_id.as_str()).collect();
     assert_eq!(ids.len(), 100, "no request twice");
     let outcomes = rows
         .iter()

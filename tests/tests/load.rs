@@ -174,7 +174,7 @@ async fn twenty_thousand_streams_are_each_recorded_once_and_add_up() {
 
     let rows = proxy.rows().await;
     assert_eq!(rows.len(), requests, "one row per request");
-    let ids: std::collections::HashSet<_> = rows.iter().map(|r| r.request_id).collect();
+    let ids: std::collections::HashSet<_> = rows.iter().map(|r| r.request_id.as_str()).collect();
     assert_eq!(ids.len(), requests, "no request twice");
     let count = |provider: &str, outcome: &str| {
         rows.iter()

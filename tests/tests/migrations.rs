@@ -1,10 +1,11 @@
 //! Migrations on real SQLite and Postgres: legacy rows upgrade (existing aggregates become
-//! `bedrock`), and every `down` followed by `up` gives back every row.
+//! `bedrock`), every `down` followed by `up` gives back every row, and a database the
+//! earlier single migrator set up is taken over by the two migrators.
 
 use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
-use migration::{Migrator, MigratorTrait};
+use migration::{MigratorTrait, ServerMigrator, UsageMigrator};
 use sea_orm::sea_query::{Alias, Expr, Query};
 use sea_orm::{ConnectionTrait, EntityTrait, QueryOrder};
 use usage_layer::pricing::PriceCatalog;
@@ -12,7 +13,7 @@ use usage_layer::sink::UsageStore;
 use usage_layer::store::Buckets;
 use usage_layer::store::sea_orm::SeaOrmStore;
 use usage_layer::store::sea_orm::entity::{token_usage, usage_aggregates};
-use usage_layer::{Caller, Provider, RequestId, Usage, UsageRecord};
+use usage_layer::{Caller, Format, Provider, RequestId, Usage, UsageRecord};
 use usage_tests::TestDb;
 use uuid::Uuid;
 
@@ -30,8 +31,10 @@ async fn insert(db: &TestDb, table: &str, columns: &[&str], values: Vec<sea_orm:
     db.db.execute(&statement).await.unwrap();
 }
 
-/// What the legacy system had written: a user, a key, a ledger row, two aggregates.
-async fn write_legacy_rows(db: &TestDb, user: Uuid, key: Uuid) {
+/// What the legacy system had written: a user, a key, a ledger row, two aggregates; the
+/// row's request id.
+async fn write_legacy_rows(db: &TestDb, user: Uuid, key: Uuid) -> Uuid {
+    let request = Uuid::now_v7();
     let now = Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap();
     insert(
         db,
@@ -68,7 +71,7 @@ async fn write_legacy_rows(db: &TestDb, user: Uuid, key: Uuid) {
             "estimated_cost_micros",
         ],
         vec![
-            Uuid::now_v7().into(),
+            request.into(),
             now.into(),
             user.into(),
             key.into(),
@@ -109,6 +112,7 @@ async fn write_legacy_rows(db: &TestDb, user: Uuid, key: Uuid) {
         )
         .await;
     }
+    request
 }
 
 #[derive(Debug, PartialEq)]
@@ -127,6 +131,13 @@ async fn select(db: &TestDb, table: &str, columns: &[&str]) -> Vec<sea_orm::Quer
         .order_by(alias("id"), sea_orm::Order::Asc)
         .to_owned();
     db.db.query_all(&query).await.unwrap()
+}
+
+async fn has_table(db: &TestDb, table: &str) -> bool {
+    migration::SchemaManager::new(&db.db)
+        .has_table(table)
+        .await
+        .unwrap()
 }
 
 async fn snapshot(db: &TestDb) -> Snapshot {
@@ -158,24 +169,45 @@ async fn snapshot(db: &TestDb) -> Snapshot {
     }
 }
 
+/// R3 / R8 and the text ids: the legacy aggregates are Bedrock's, the key-less one has the
+/// "nobody" key; the ids are the UUIDs' text.
+fn assert_legacy_rows_upgraded(
+    db: &TestDb,
+    upgraded: &Snapshot,
+    request: Uuid,
+    user: Uuid,
+    key: Uuid,
+) {
+    let backend = db.backend;
+    let row = &upgraded.token_usage[0];
+    assert_eq!(row.request_id, request.to_string(), "{backend}");
+    assert_eq!(row.user_id, Some(user.to_string()), "{backend}");
+    assert_eq!(row.access_key_id, Some(key.to_string()), "{backend}");
+    assert_eq!(row.provider, "bedrock");
+    assert_eq!(row.outcome, "completed", "detail columns get defaults");
+    assert_eq!((row.labels.as_deref(), row.format.as_deref()), (None, None));
+    assert_eq!(upgraded.aggregates.len(), 2, "{backend}");
+    assert!(upgraded.aggregates.iter().all(|a| a.provider == "bedrock"));
+    assert!(
+        upgraded
+            .aggregates
+            .iter()
+            .all(|a| a.user_id == user.to_string())
+    );
+    assert_eq!(upgraded.aggregates[0].access_key_id, key.to_string());
+    assert_eq!(upgraded.aggregates[1].access_key_id, "", "{backend}");
+}
+
 #[tokio::test]
 async fn legacy_rows_upgrade_and_down_then_up_loses_nothing() {
     for db in TestDb::all_unmigrated().await {
         let (user, key) = (Uuid::now_v7(), Uuid::now_v7());
-        Migrator::up(&db.db, Some(1)).await.unwrap();
-        write_legacy_rows(&db, user, key).await;
-        Migrator::up(&db.db, None).await.unwrap();
-
-        // R3 / R8: the legacy aggregates are Bedrock's; the key-less one uses the nil key.
+        ServerMigrator::up(&db.db, None).await.unwrap();
+        UsageMigrator::up(&db.db, Some(1)).await.unwrap();
+        let request = write_legacy_rows(&db, user, key).await;
+        migration::up(&db.db).await.unwrap();
         let upgraded = snapshot(&db).await;
-        assert_eq!(upgraded.aggregates.len(), 2, "{}", db.backend);
-        assert!(upgraded.aggregates.iter().all(|a| a.provider == "bedrock"));
-        assert_eq!(upgraded.aggregates[1].access_key_id, Uuid::nil());
-        assert_eq!(upgraded.token_usage[0].provider, "bedrock");
-        assert_eq!(
-            upgraded.token_usage[0].outcome, "completed",
-            "detail columns get defaults"
-        );
+        assert_legacy_rows_upgraded(&db, &upgraded, request, user, key);
 
         // New data on top: both providers, in the legacy rows' buckets too.
         let store = SeaOrmStore::new(
@@ -208,13 +240,44 @@ async fn legacy_rows_upgrade_and_down_then_up_loses_nothing() {
             record.time_to_first_byte = Some(std::time::Duration::from_millis(250));
             batch.push(record);
         }
+        // And what only text ids and labels can say: a Bedrock row the UUID schema cannot
+        // hold (its aggregates neither), labels on a row it can.
+        let mut named = UsageRecord::new(
+            RequestId::parse("req_01J-named").unwrap(),
+            Utc.with_ymd_and_hms(2025, 3, 1, 12, 30, 0).unwrap(),
+        );
+        named.provider = Some(Provider::BEDROCK);
+        named.caller = Caller::user("team-infra").with_access_key(key);
+        named.served_model = Some("claude-sonnet-4-5".into());
+        named.usage = Usage {
+            output_tokens: Some(9),
+            reasoning_tokens: Some(4),
+            ..Usage::default()
+        };
+        named.format = Some(Format::OpenAiChat);
+        batch.push(named);
+        batch[0].labels = [("team", "infra"), ("feature", "autocomplete")]
+            .into_iter()
+            .collect();
         store.write_batch(&batch).await.unwrap();
         let before = snapshot(&db).await;
         assert!(before.aggregates.iter().any(|a| a.provider == "plan"));
+        let uuid_or_nobody = |id: &str| id.is_empty() || Uuid::try_parse(id).is_ok();
 
-        for steps in 1..=3 {
-            Migrator::down(&db.db, Some(steps)).await.unwrap();
-            if steps == 2 {
+        let usage_migrations = UsageMigrator::migrations().len() as u32;
+        for steps in 1..=usage_migrations {
+            UsageMigrator::down(&db.db, Some(steps)).await.unwrap();
+            if steps == 1 {
+                // UUID columns again (16-byte blobs on SQLite, as sqlx writes a UUID),
+                // without the row of text ids.
+                let ids = select(&db, "token_usage", &["request_id", "user_id"]).await;
+                assert_eq!(ids.len(), before.token_usage.len() - 1, "{}", db.backend);
+                for row in &ids {
+                    row.try_get::<Uuid>("", "request_id").unwrap();
+                    row.try_get::<Uuid>("", "user_id").unwrap();
+                }
+            }
+            if steps == usage_migrations - 1 {
                 // At the legacy schema: no Plan rows mixed into Bedrock's buckets.
                 let legacy = db
                     .db
@@ -229,7 +292,11 @@ async fn legacy_rows_upgrade_and_down_then_up_loses_nothing() {
                 let bedrock_rows = before
                     .aggregates
                     .iter()
-                    .filter(|a| a.provider == "bedrock")
+                    .filter(|a| {
+                        a.provider == "bedrock"
+                            && uuid_or_nobody(&a.user_id)
+                            && uuid_or_nobody(&a.access_key_id)
+                    })
                     .count();
                 assert_eq!(
                     legacy.len(),
@@ -238,7 +305,7 @@ async fn legacy_rows_upgrade_and_down_then_up_loses_nothing() {
                     db.backend
                 );
             }
-            Migrator::up(&db.db, None).await.unwrap();
+            UsageMigrator::up(&db.db, None).await.unwrap();
             assert_eq!(
                 snapshot(&db).await,
                 before,
@@ -246,23 +313,138 @@ async fn legacy_rows_upgrade_and_down_then_up_loses_nothing() {
                 db.backend
             );
         }
+        // The server's tables, set aside and back (the usage tables stay meanwhile).
+        ServerMigrator::down(&db.db, None).await.unwrap();
+        assert!(!has_table(&db, "users").await && has_table(&db, "token_usage").await);
+        ServerMigrator::up(&db.db, None).await.unwrap();
+        assert_eq!(
+            snapshot(&db).await,
+            before,
+            "{}: server down, up",
+            db.backend
+        );
 
         // Data still set aside by an earlier rollback is never overwritten: the rollback
         // is refused (and, being one transaction, changes nothing).
         db.db
-            .execute_unprepared("CREATE TABLE token_usage_details_rollback (request_id INTEGER)")
+            .execute_unprepared("CREATE TABLE token_usage_labels_rollback (request_id INTEGER)")
             .await
             .unwrap();
-        let refused = Migrator::down(&db.db, Some(1)).await.unwrap_err();
+        let refused = UsageMigrator::down(&db.db, Some(1)).await.unwrap_err();
         assert!(
             refused.to_string().contains("already holds data"),
             "{refused}"
         );
         db.db
-            .execute_unprepared("DROP TABLE token_usage_details_rollback")
+            .execute_unprepared("DROP TABLE token_usage_labels_rollback")
             .await
             .unwrap();
         assert_eq!(snapshot(&db).await, before, "{}", db.backend);
+        db.close().await;
+    }
+}
+
+/// The versions recorded in a tracking table, with their time.
+async fn tracked(db: &TestDb, table: &str) -> Vec<(String, i64)> {
+    let query = Query::select()
+        .columns([alias("version"), alias("applied_at")])
+        .from(alias(table))
+        .order_by(alias("version"), sea_orm::Order::Asc)
+        .to_owned();
+    db.db
+        .query_all(&query)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row.try_get("", "version").unwrap(),
+                row.try_get("", "applied_at").unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A database the earlier single migrator set up — every table, its three versions in
+/// `seaql_migrations` — keeps its data: each migrator takes over its versions as applied
+/// (runs none of them again) and goes on; then the old versions leave `seaql_migrations`,
+/// and an application's own version there stays.
+#[tokio::test]
+async fn the_single_migrators_databases_are_taken_over() {
+    const OLD_VERSIONS: [&str; 3] = [
+        "m20250101_000001_legacy_schema",
+        "m20250601_000002_aggregate_provider",
+        "m20251201_000003_usage_details",
+    ];
+    const APP_VERSION: &str = "m20240101_000001_the_apps_own";
+    for db in TestDb::all_unmigrated().await {
+        // The single migrator's schema is the two migrators' first migrations (the same
+        // statements, split); its record is one table with the old names.
+        let (user, key) = (Uuid::now_v7(), Uuid::now_v7());
+        ServerMigrator::up(&db.db, None).await.unwrap();
+        UsageMigrator::up(&db.db, Some(1)).await.unwrap();
+        let request = write_legacy_rows(&db, user, key).await;
+        UsageMigrator::up(&db.db, Some(OLD_VERSIONS.len() as u32 - 1))
+            .await
+            .unwrap();
+        for table in ["reference_server_migrations", "usage_layer_migrations"] {
+            db.db
+                .execute_unprepared(&format!("DROP TABLE {table}"))
+                .await
+                .unwrap();
+        }
+        db.db
+            .execute_unprepared(
+                "CREATE TABLE seaql_migrations (version varchar NOT NULL PRIMARY KEY, applied_at bigint NOT NULL)",
+            )
+            .await
+            .unwrap();
+        for (i, version) in [APP_VERSION].iter().chain(&OLD_VERSIONS).enumerate() {
+            insert(
+                &db,
+                "seaql_migrations",
+                &["version", "applied_at"],
+                vec![(*version).into(), (1_700_000_000 + i as i64).into()],
+            )
+            .await;
+        }
+
+        migration::up(&db.db).await.unwrap();
+
+        // Had a migration run again, it would have failed (its tables exist).
+        let after = snapshot(&db).await;
+        assert_legacy_rows_upgraded(&db, &after, request, user, key);
+        assert_eq!(
+            (after.users[0].0, after.keys[0].0),
+            (user, key),
+            "{}",
+            db.backend
+        );
+        assert_eq!(
+            tracked(&db, "reference_server_migrations").await,
+            [("m20250101_000001_users_and_keys".to_owned(), 1_700_000_001)],
+            "{}",
+            db.backend
+        );
+        let usage = tracked(&db, "usage_layer_migrations").await;
+        let adopted: Vec<(String, i64)> = OLD_VERSIONS
+            .iter()
+            .enumerate()
+            .map(|(i, version)| ((*version).to_owned(), 1_700_000_001 + i as i64))
+            .collect();
+        assert_eq!(usage[..OLD_VERSIONS.len()], adopted, "{}", db.backend);
+        assert_eq!(
+            usage.len(),
+            UsageMigrator::migrations().len(),
+            "{}: the later migrations ran",
+            db.backend
+        );
+        assert_eq!(
+            tracked(&db, "seaql_migrations").await,
+            [(APP_VERSION.to_owned(), 1_700_000_000)],
+            "{}: only the application's version is left",
+            db.backend
+        );
         db.close().await;
     }
 }

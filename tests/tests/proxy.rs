@@ -62,7 +62,7 @@ async fn plan_stream_is_proxied_faithfully_and_recorded_as_plan() {
     let row = &rows[0];
     assert_eq!(row.provider, "plan");
     assert_eq!((row.input_tokens, row.output_tokens), (377, 65));
-    assert_eq!(row.user_id, Some(proxy.user));
+    assert_eq!(row.user_id, Some(proxy.user.to_string()));
     assert_eq!(
         row.requested_model.as_deref(),
         Some("claude-sonnet-4-5-20250929")

@@ -13,7 +13,6 @@ use serde_json::{Value, json};
 use usage_layer::store::sea_orm::entity::token_usage;
 use usage_tests::proxy::{Proxy, Setup, api_stream, fixture, fixture_names, long_stream};
 use usage_tests::sdk::{Sdk, SdkClient};
-use uuid::Uuid;
 
 const MODEL: &str = "claude-haiku-4-5-20251001";
 
@@ -45,9 +44,12 @@ fn ok(answer: Value, what: &str) -> Value {
 }
 
 /// The rows by request id.
-fn by_request_id(rows: Vec<token_usage::Model>) -> HashMap<Uuid, token_usage::Model> {
+fn by_request_id(rows: Vec<token_usage::Model>) -> HashMap<String, token_usage::Model> {
     let count = rows.len();
-    let rows: HashMap<_, _> = rows.into_iter().map(|row| (row.request_id, row)).collect();
+    let rows: HashMap<_, _> = rows
+        .into_iter()
+        .map(|row| (row.request_id.clone(), row))
+        .collect();
     assert_eq!(rows.len(), count, "one row per request");
     rows
 }
@@ -55,15 +57,14 @@ fn by_request_id(rows: Vec<token_usage::Model>) -> HashMap<Uuid, token_usage::Mo
 /// The row of the call the SDK answered (found by the proxy's `x-request-id`).
 #[track_caller]
 fn row_of<'a>(
-    rows: &'a HashMap<Uuid, token_usage::Model>,
+    rows: &'a HashMap<String, token_usage::Model>,
     answer: &Value,
     what: &str,
 ) -> &'a token_usage::Model {
     let id = answer["request_id"]
         .as_str()
         .unwrap_or_else(|| panic!("{what}: the SDK saw no x-request-id: {answer:#}"));
-    let id = Uuid::parse_str(id).expect("a UUID request id");
-    rows.get(&id)
+    rows.get(id)
         .unwrap_or_else(|| panic!("{what}: no token_usage row for request {id}"))
 }
 
@@ -71,7 +72,7 @@ fn row_of<'a>(
 /// counts are 0 in the row), and the provider and served model are right.
 #[track_caller]
 fn assert_recorded_as_seen(
-    rows: &HashMap<Uuid, token_usage::Model>,
+    rows: &HashMap<String, token_usage::Model>,
     answer: &Value,
     provider: &str,
     what: &str,

@@ -10,9 +10,9 @@ use usage_layer::pricing::PriceCatalog;
 use usage_layer::sink::UsageStore;
 use usage_layer::store::sea_orm::{SeaOrmStore, UsageFilter};
 use usage_layer::store::{BucketType, Buckets};
-use usage_layer::{Caller, Fallback, Outcome, Provider, RequestId, Usage, UsageRecord};
+use usage_layer::{Caller, Fallback, Format, Outcome, Provider, RequestId, Usage, UsageRecord};
 use usage_tests::{
-    TestDb, aggregates, assert_aggregates_match_rows, caller, record, rows, store, usage, uuid,
+    TestDb, aggregates, assert_aggregates_match_rows, caller, record, rows, store, usage,
 };
 use uuid::Uuid;
 
@@ -52,7 +52,7 @@ async fn plan_and_bedrock_rows_are_priced_and_aggregated_apart() {
         let rows = rows(&db).await;
         assert_eq!(rows.len(), 2, "{}", db.backend);
         let plan_row = &rows[0];
-        assert_eq!(Some(plan_row.request_id), plan.request_id.as_uuid());
+        assert_eq!(plan_row.request_id, plan.request_id.as_str());
         assert_eq!(plan_row.provider, "plan");
         assert_eq!(
             (
@@ -163,6 +163,110 @@ async fn a_batch_written_twice_or_replayed_after_a_failed_commit_counts_once() {
     }
 }
 
+/// Ids of any kind — a team, an API-key name, a request id from a header — are stored as
+/// the record had them and read back by the same strings; labels, format and reasoning
+/// tokens are kept; a text request id keeps the store idempotent.
+#[tokio::test]
+async fn string_ids_labels_and_format_are_stored_as_recorded() {
+    for db in TestDb::all().await {
+        let store = store(&db);
+        let team = Caller::user("team/infra").with_access_key("ci key ✓");
+        let mut labelled = record(
+            Provider::PLAN,
+            team,
+            "claude-sonnet-4-5",
+            usage(100, 40, 0, 0),
+            at(9, 0),
+        );
+        labelled.request_id = RequestId::parse("req_01JABC-x.y").unwrap();
+        labelled.labels = [("team", "infra"), ("feature", "auto\"complete")]
+            .into_iter()
+            .collect();
+        labelled.format = Some(Format::OpenAiResponses);
+        labelled.usage.reasoning_tokens = Some(25);
+        // A UUID in capitals is stored as given, not as another spelling of it.
+        let shouted = Uuid::now_v7().to_string().to_uppercase();
+        let mut anonymous = record(
+            Provider::PLAN,
+            Caller::default(),
+            "claude-sonnet-4-5",
+            usage(1, 1, 0, 0),
+            at(9, 1),
+        );
+        anonymous.request_id = RequestId::parse(&shouted).unwrap();
+        store
+            .write_batch(&[labelled.clone(), anonymous])
+            .await
+            .unwrap();
+        let aggregates_once = aggregates(&db, BucketType::Day).await;
+        store.write_batch(&[labelled]).await.unwrap();
+        assert_eq!(store.stats().duplicates, 1, "{}", db.backend);
+        assert_eq!(aggregates(&db, BucketType::Day).await, aggregates_once);
+
+        let rows = rows(&db).await;
+        assert_eq!(rows.len(), 2, "{}", db.backend);
+        let row = &rows[0];
+        assert_eq!(row.request_id, "req_01JABC-x.y");
+        assert_eq!(row.user_id.as_deref(), Some("team/infra"));
+        assert_eq!(row.access_key_id.as_deref(), Some("ci key ✓"));
+        let labels: serde_json::Value =
+            serde_json::from_str(row.labels.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            labels,
+            serde_json::json!({"feature": "auto\"complete", "team": "infra"})
+        );
+        assert_eq!(row.format.as_deref(), Some("openai_responses"));
+        assert_eq!(row.reasoning_tokens, Some(25));
+        let row = &rows[1];
+        assert_eq!(row.request_id, shouted);
+        assert_eq!(
+            (row.user_id.as_deref(), row.access_key_id.as_deref()),
+            (None, None)
+        );
+        assert_eq!((row.labels.as_deref(), row.format.as_deref()), (None, None));
+        assert_eq!(row.reasoning_tokens, None);
+        assert_aggregates_match_rows(&db, &Buckets::default()).await;
+
+        let queries = store.queries();
+        let range = queries.range(BucketType::Day, at(0, 0), at(23, 59));
+        let requests = async |filter: UsageFilter| {
+            let totals = queries.totals(&range, &filter).await.unwrap();
+            let breakdown = queries.cost_breakdown(&range, &filter).await.unwrap();
+            let from_rows: i64 = breakdown.iter().map(|cost| cost.totals.requests).sum();
+            assert_eq!(totals.requests, from_rows, "{} {filter:?}", db.backend);
+            totals.requests
+        };
+        let user = |id: &str| UsageFilter {
+            user_id: Some(id.to_owned()),
+            ..UsageFilter::default()
+        };
+        assert_eq!(requests(user("team/infra")).await, 1);
+        let key = UsageFilter {
+            access_key_id: Some("ci key ✓".to_owned()),
+            ..UsageFilter::default()
+        };
+        assert_eq!(requests(key).await, 1);
+        // The empty id: the usage without one, in the aggregates and the rows alike.
+        assert_eq!(requests(user("")).await, 1);
+        let top = queries
+            .top_users(&range, &UsageFilter::default(), 10)
+            .await
+            .unwrap();
+        let mut users: Vec<Option<String>> = top.iter().map(|u| u.user_id.clone()).collect();
+        users.sort();
+        assert_eq!(users, [None, Some("team/infra".to_owned())]);
+        let series = queries
+            .user_series(&range, &UsageFilter::default(), &users)
+            .await
+            .unwrap();
+        for (user, series) in series {
+            let requests: i64 = series.iter().map(|(_, totals)| totals.requests).sum();
+            assert_eq!(requests, 1, "{} {user:?}", db.backend);
+        }
+        db.close().await;
+    }
+}
+
 #[tokio::test]
 async fn usage_without_a_key_or_a_user_still_upserts_one_bucket() {
     for db in TestDb::all().await {
@@ -199,7 +303,7 @@ async fn usage_without_a_key_or_a_user_still_upserts_one_bucket() {
         assert!(
             hours
                 .iter()
-                .all(|a| a.total_requests == 3 && a.access_key_id.is_nil())
+                .all(|a| a.total_requests == 3 && a.access_key_id.is_empty())
         );
         assert_aggregates_match_rows(&db, &Buckets::default()).await;
         db.close().await;
@@ -270,7 +374,11 @@ async fn a_record_without_a_provider_is_stored_as_bedrock() {
 async fn totals_series_and_breakdown_agree_under_every_filter() {
     for db in TestDb::all().await {
         let store = store(&db);
-        let (alice, bob) = (caller(), caller());
+        // Ids of any kind: a UUID, a team's name.
+        let (alice, bob) = (
+            caller(),
+            Caller::user("team bob").with_access_key("bob's key"),
+        );
         let mut batch = Vec::new();
         for i in 0..40u32 {
             let who = if i % 3 == 0 { &bob } else { &alice }.clone();
@@ -297,7 +405,7 @@ async fn totals_series_and_breakdown_agree_under_every_filter() {
         let queries = store.queries();
         let range = queries.range(BucketType::Hour, at(0, 0), at(23, 59));
         for provider in [None, Some(Provider::PLAN), Some(Provider::BEDROCK)] {
-            for user in [None, uuid(&alice.user_id), uuid(&bob.user_id)] {
+            for user in [None, alice.user_id.clone(), bob.user_id.clone()] {
                 let filter = UsageFilter {
                     provider: provider.clone(),
                     user_id: user,
@@ -373,13 +481,17 @@ async fn totals_series_and_breakdown_agree_under_every_filter() {
         );
         // The budget reads Bedrock only.
         let month = queries
-            .monthly_total(uuid(&alice.user_id).unwrap(), &Provider::BEDROCK, at(12, 0))
+            .monthly_total(
+                alice.user_id.as_deref().unwrap(),
+                &Provider::BEDROCK,
+                at(12, 0),
+            )
             .await
             .unwrap();
         let expected: i64 = rows(&db)
             .await
             .iter()
-            .filter(|r| r.user_id == uuid(&alice.user_id) && r.provider == "bedrock")
+            .filter(|r| r.user_id == alice.user_id && r.provider == "bedrock")
             .map(|r| r.estimated_cost_micros)
             .sum();
         assert_eq!(month.cost_micros, expected);

@@ -121,7 +121,7 @@ fn p1_p2_p5_plan_usage_is_stored_exactly_and_priced_as_plan() {
         let stored = block_on(rows(db));
         let row = stored
             .iter()
-            .find(|row| Some(row.request_id) == record.request_id.as_uuid())
+            .find(|row| row.request_id == record.request_id.as_str())
             .unwrap();
         // P1
         prop_assert_eq!(&row.provider, "plan");
@@ -246,7 +246,7 @@ fn p6_p8_providers_never_share_an_aggregate_and_unlabelled_means_bedrock() {
         for (request, record) in requests.iter().zip(&records) {
             let row = stored
                 .iter()
-                .find(|row| Some(row.request_id) == record.request_id.as_uuid())
+                .find(|row| row.request_id == record.request_id.as_str())
                 .unwrap();
             let expected = request.provider.clone().unwrap_or(Provider::BEDROCK);
             prop_assert_eq!(row.provider.as_str(), expected.as_str(), "P8");

@@ -57,6 +57,10 @@ fn read_file(
     chunk_size: usize,
     format: Option<Format>,
 ) -> std::io::Result<(BodyUsage, bool)> {
+    #[allow(
+        clippy::large_enum_variant,
+        reason = "one reader per file, on the stack: boxing the scanner gains nothing"
+    )]
     enum Reader {
         Sse(Scanner),
         Json(JsonReader),

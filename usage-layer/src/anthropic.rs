@@ -43,6 +43,7 @@ use crate::format::Format;
 /// / `output_tokens` (reasoning included, as billed), and `reasoning_tokens` tells how
 /// many of those were reasoning.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Usage {
     /// `input_tokens`: uncached input tokens.
     pub input_tokens: Option<u64>,
@@ -103,6 +104,7 @@ impl Usage {
 
 /// Amazon Bedrock's own count, from an `amazon-bedrock-invocationMetrics` object.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[serde(rename_all = "camelCase")]
 pub struct BedrockMetrics {
     /// `inputTokenCount`.
@@ -121,6 +123,11 @@ pub struct BedrockMetrics {
 
 /// Why a body's usage could not be read in full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "snake_case")
+)]
 #[non_exhaustive]
 pub enum ParseIssue {
     /// The body had a `content-encoding` this build does not decode (without the
@@ -239,6 +246,11 @@ pub(crate) enum EventKind {
 
 impl EventKind {
     /// The kind an SSE event name or a JSON `"type"` names.
+    ///
+    /// Anthropic's names first, by length and bytes as the compiler matches them; the
+    /// Responses names only for a name that starts with `r`, so the names nearly every
+    /// event has (`content_block_delta`, `ping`) fall through at the first byte.
+    #[inline]
     pub(crate) fn from_name(name: &[u8]) -> Self {
         match name {
             b"message_start" => Self::MessageStart,
@@ -246,10 +258,17 @@ impl EventKind {
             b"message_stop" => Self::MessageStop,
             b"error" => Self::Error,
             b"message" => Self::Message,
-            b"response.created" | b"response.in_progress" => Self::ResponseStarted,
-            b"response.completed" | b"response.incomplete" | b"response.failed" => {
-                Self::ResponseEnded
-            }
+            _ if name.first() == Some(&b'r') => Self::from_response_name(name),
+            _ => Self::Other,
+        }
+    }
+
+    /// The Responses API's names (`response.completed`, …), out of line: they are rare.
+    #[inline(never)]
+    fn from_response_name(name: &[u8]) -> Self {
+        match name.strip_prefix(b"response.") {
+            Some(b"created" | b"in_progress") => Self::ResponseStarted,
+            Some(b"completed" | b"incomplete" | b"failed") => Self::ResponseEnded,
             _ => Self::Other,
         }
     }

@@ -156,8 +156,10 @@ impl<K, F, C> UsageLayer<K, F, C> {
     /// (default `x-request-id`, the one tower-http's `SetRequestId` sets); `None` to take
     /// ids only from [`RequestId`](crate::RequestId) extensions.
     ///
-    /// The store keeps one record per id: a client that sends the same id twice gets
-    /// one record.
+    /// When the request had an id and the response carries a different one (an upstream
+    /// that sends its own, as OpenAI does), the record keeps the request's and labels the
+    /// other as `upstream_request_id`. The store keeps one record per id: a client that
+    /// sends the same id twice gets one record.
     pub fn request_id_header(mut self, header: Option<HeaderName>) -> Self {
         self.settings.request_id_header = header;
         self

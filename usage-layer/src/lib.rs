@@ -1,11 +1,15 @@
-//! Exact usage metering for Anthropic-style LLM APIs, as a [tower] layer.
+//! Exact usage metering for LLM APIs, as a [tower] layer.
 //!
 //! [`UsageLayer`] wraps any `Service<http::Request<_>, Response = http::Response<B>>`
 //! whose body `B` is an [`http_body::Body`] — a server's handler or an upstream client
-//! alike. It reads the Anthropic usage out of SSE streams and JSON bodies as the bytes
-//! pass, without buffering, delaying or changing a frame, and hands **exactly one**
-//! [`UsageRecord`] per request to a [`UsageSink`]: at the end of the body, on a body
-//! error, or when the client goes away — whichever comes first.
+//! alike. It reads the usage out of SSE streams and JSON bodies as the bytes pass —
+//! Anthropic's Messages API and OpenAI's Chat Completions and Responses APIs
+//! ([`Format`]), compressed or not — without buffering, delaying or changing a frame, and
+//! hands **exactly one** [`UsageRecord`] per request to a [`UsageSink`]: at the end of
+//! the body, on a body error, or when the client goes away — whichever comes first.
+//!
+//! It invents nothing: a record says which provider served only if someone said so,
+//! and what records lack is counted and logged once ([`diagnostics`]).
 //!
 //! ```
 //! use bytes::Bytes;
@@ -36,7 +40,7 @@
 //! let _bytes = response.into_body().collect().await.unwrap(); // the client reads the body
 //!
 //! let [record] = records.take().try_into().unwrap();
-//! assert_eq!(record.provider, Provider::PLAN);
+//! assert_eq!(record.provider, Some(Provider::PLAN));
 //! assert_eq!(record.usage.input_tokens, Some(12));
 //! assert_eq!(record.usage.output_tokens, Some(30));
 //! assert_eq!(record.served_model.as_deref(), Some("claude-sonnet-4-5"));
@@ -47,15 +51,23 @@
 //! # Layout
 //!
 //! * [`sse`] — the sans-IO SSE [`Scanner`](sse::Scanner); [`anthropic`] — the usage
-//!   accumulator and the JSON body reader. Neither knows about bodies or async.
+//!   accumulator and the JSON body reader, for every [`Format`]. Neither knows about
+//!   bodies or async; a compressed body is decoded for them, as sans-IO (feature
+//!   `decompress`, on by default).
 //! * [`UsageLayer`] → [`UsageService`] → [`ResponseFuture`] → [`UsageBody`]: the thin
-//!   tower adapter around them.
+//!   tower adapter around them; [`classify`] — which requests are metered and what a
+//!   closure on the request tells; [`diagnostics`] — what records could not know.
 //! * [`record`] — [`UsageRecord`] and the extensions that label it ([`Provider`],
-//!   [`Caller`], [`Region`], [`RequestedModel`], [`Fallback`], [`RequestId`]).
+//!   [`Caller`], [`Labels`], [`Region`], [`RequestedModel`], [`Fallback`], [`RequestId`]).
+//! * [`pricing`] — the price catalog; [`store`] — the [`UsageStore`](store::UsageStore)
+//!   trait and the sea-orm (feature `sea-orm`) and CloudWatch (feature `cloudwatch`) stores.
 //! * [`sink`] — [`UsageSink`], its combinators, and the background
 //!   [`BatchWriter`](sink::BatchWriter) for async stores (feature `writer`, on by default).
+//!   `sink::metrics` (feature `metrics`) reports records to the `metrics` facade.
 //!
 //! [tower]: https://docs.rs/tower
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod anthropic;
 mod body;
@@ -73,7 +85,6 @@ mod recorder;
 mod service;
 pub mod sink;
 pub mod sse;
-#[cfg(any(feature = "sea-orm", feature = "cloudwatch"))]
 pub mod store;
 
 pub use crate::anthropic::{ParseIssue, Usage};

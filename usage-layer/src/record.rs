@@ -38,6 +38,13 @@ pub use crate::format::Format;
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId(Arc<str>);
 
+#[cfg(feature = "serde")]
+impl serde::Serialize for RequestId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 impl RequestId {
     /// The longest id taken from a header or a string; a longer one is refused.
     pub const MAX_LEN: usize = 200;
@@ -103,6 +110,7 @@ impl fmt::Display for RequestId {
 /// Put it in the request's extensions after authenticating — or, when authentication
 /// runs inside the usage layer, in the response's.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct Caller {
     /// The user (or team, or project) the request is billed to.
@@ -146,6 +154,7 @@ impl Caller {
 /// Labels from the request, the [`on_request`](crate::UsageLayer::on_request) closure
 /// and the response are merged, a later value replacing an earlier one of the same key.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize), serde(transparent))]
 pub struct Labels(BTreeMap<String, String>);
 
 impl Labels {
@@ -205,6 +214,7 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Labels {
 /// A record carries it only when someone said which provider served
 /// ([`UsageRecord::provider`] is an `Option`): the layer never guesses.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize), serde(transparent))]
 pub struct Provider(Cow<'static, str>);
 
 impl Provider {
@@ -255,6 +265,7 @@ pub struct RequestedModel(pub String);
 
 /// The request was served by a fallback provider, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Fallback {
     /// The provider that was tried first.
     pub from: Provider,
@@ -313,6 +324,13 @@ impl Outcome {
     }
 }
 
+#[cfg(feature = "serde")]
+impl serde::Serialize for Outcome {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -320,7 +338,12 @@ impl fmt::Display for Outcome {
 }
 
 /// One request, as the layer saw it: who, which provider and model, when, and the usage.
+///
+/// With feature `serde` it serialises as a flat JSON object: ids, provider and labels as
+/// strings, `started_at` in RFC 3339, durations as `time_to_first_byte_ms` and
+/// `duration_ms` (milliseconds, fractional), `status` as a number.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct UsageRecord {
     /// The request's id (from [`RequestId`], the request-id header, or generated).
@@ -345,10 +368,22 @@ pub struct UsageRecord {
     /// When the request reached the layer.
     pub started_at: DateTime<Utc>,
     /// From the start to the first body byte, if any byte came.
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            rename = "time_to_first_byte_ms",
+            serialize_with = "serialize::millis_opt"
+        )
+    )]
     pub time_to_first_byte: Option<Duration>,
     /// From the start to the end (whichever way it ended).
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "duration_ms", serialize_with = "serialize::millis")
+    )]
     pub duration: Duration,
     /// The response status; `None` when there was no response.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "serialize::status"))]
     pub status: Option<StatusCode>,
     /// The response was an SSE stream.
     pub streaming: bool,
@@ -403,5 +438,72 @@ impl UsageRecord {
         self.served_model
             .as_deref()
             .or(self.requested_model.as_deref())
+    }
+}
+
+/// How the fields without a `Serialize` of their own are written.
+#[cfg(feature = "serde")]
+mod serialize {
+    use std::time::Duration;
+
+    use http::StatusCode;
+    use serde::Serializer;
+
+    pub(super) fn millis<S: Serializer>(
+        duration: &Duration,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(duration.as_secs_f64() * 1000.0)
+    }
+
+    pub(super) fn millis_opt<S: Serializer>(
+        duration: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match duration {
+            Some(duration) => millis(duration, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub(super) fn status<S: Serializer>(
+        status: &Option<StatusCode>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match status {
+            Some(status) => serializer.serialize_u16(status.as_u16()),
+            None => serializer.serialize_none(),
+        }
+    }
+}
+
+#[cfg(all(test, feature = "serde"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_serialises_flat_with_its_units_in_the_names() {
+        let started_at = DateTime::from_timestamp(1_764_600_000, 0).unwrap();
+        let mut record = UsageRecord::new(RequestId::parse("req-1").unwrap(), started_at);
+        record.provider = Some(Provider::OPENAI);
+        record.caller = Caller::user("team-a");
+        record.labels.insert("feature", "chat");
+        record.format = Some(Format::OpenAiChat);
+        record.status = Some(StatusCode::OK);
+        record.duration = Duration::from_micros(1500);
+        record.usage.input_tokens = Some(12);
+        let json = serde_json::to_value(&record).unwrap();
+        assert_eq!(json["request_id"], "req-1");
+        assert_eq!(json["provider"], "openai");
+        assert_eq!(json["caller"]["user_id"], "team-a");
+        assert_eq!(json["labels"]["feature"], "chat");
+        assert_eq!(json["format"], "openai_chat");
+        assert_eq!(json["started_at"], "2025-12-01T14:40:00Z");
+        assert_eq!(json["status"], 200);
+        assert_eq!(json["duration_ms"], 1.5);
+        assert_eq!(json["time_to_first_byte_ms"], serde_json::Value::Null);
+        assert_eq!(json["outcome"], "completed");
+        assert_eq!(json["usage"]["input_tokens"], 12);
+        assert_eq!(json["usage"]["output_tokens"], serde_json::Value::Null);
     }
 }

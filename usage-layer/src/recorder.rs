@@ -254,12 +254,17 @@ impl<K: UsageSink> Recorder<K> {
 
     pub(crate) fn on_response<B>(&mut self, response: &Response<B>) {
         self.take_labels(response.extensions());
+        let response_id = header_id(response.headers(), &self.settings);
         if self.generated_id {
             // Set by an inner `SetRequestId`, or propagated by `PropagateRequestId`.
             let id = response.extensions().get::<RequestId>().cloned();
-            if let Some(id) = id.or_else(|| header_id(response.headers(), &self.settings)) {
+            if let Some(id) = id.or(response_id) {
                 self.record.request_id = id;
             }
+        } else if let Some(id) = response_id.filter(|id| *id != self.record.request_id) {
+            // An upstream's own id (OpenAI sends one): the record keeps the request's, and
+            // names the other, which joins it with the upstream's logs.
+            self.record.labels.insert(UPSTREAM_REQUEST_ID, id.as_str());
         }
         self.record.status = Some(response.status());
         let (reader, streaming) =
@@ -342,6 +347,9 @@ impl<K: UsageSink> Recorder<K> {
         sink.record(record);
     }
 }
+
+/// The label that names a response's request id when it is not the record's.
+pub(crate) const UPSTREAM_REQUEST_ID: &str = "upstream_request_id";
 
 /// The request id a header carries, if the layer reads one and it is a valid id.
 fn header_id(headers: &HeaderMap, settings: &Settings) -> Option<RequestId> {

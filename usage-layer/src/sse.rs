@@ -515,12 +515,22 @@ impl Scanner {
     }
 
     /// Dispatches the current event (a blank line, or the end of the stream).
+    #[inline]
     fn dispatch(&mut self) {
         let mode = std::mem::replace(&mut self.data_mode, Data::None);
         let named = self.named.take();
-        if mode == Data::None {
-            return;
+        match mode {
+            Data::None => {}
+            // Nearly every event: nothing was kept, so there is nothing to do.
+            Data::Skip => self.out.stats.events += 1,
+            Data::Keep | Data::Sniff | Data::Dropped => self.dispatch_kept(mode, named),
         }
+    }
+
+    /// The rare half of [`dispatch`](Self::dispatch), out of line so that dispatching a
+    /// skipped event stays a few instructions.
+    #[inline(never)]
+    fn dispatch_kept(&mut self, mode: Data, named: Option<EventKind>) {
         self.out.stats.events += 1;
         match mode {
             Data::Keep | Data::Sniff if named.is_none() && self.data == b"[DONE]" => {

@@ -109,10 +109,14 @@ impl UsageParams {
                 ));
             }
         };
+        // This server's users and keys have UUIDs, recorded as their text.
+        let id = |parameter, value: Option<&str>| {
+            parse::<Uuid>(parameter, value, "a UUID").map(|id| id.map(|id| id.to_string()))
+        };
         let filter = UsageFilter {
             provider,
-            user_id: parse("user_id", self.user_id.as_deref(), "a UUID")?,
-            access_key_id: parse("access_key_id", self.access_key_id.as_deref(), "a UUID")?,
+            user_id: id("user_id", self.user_id.as_deref())?,
+            access_key_id: id("access_key_id", self.access_key_id.as_deref())?,
         };
         let (from, to) = self.span(buckets)?;
         let count = buckets.series(kind, from, to).take(MAX_BUCKETS + 1).count();
@@ -366,7 +370,9 @@ async fn usage(
 /// One user's totals.
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct UserJson {
-    user_id: Uuid,
+    /// The user's id as recorded (this server records its users' UUIDs); null for the
+    /// usage recorded without a user.
+    user_id: Option<String>,
     /// The user's name, if the user exists.
     name: Option<String>,
     #[serde(flatten)]
@@ -381,13 +387,21 @@ pub(super) struct TopUsersJson {
     users: Vec<UserJson>,
 }
 
-async fn names(state: &AppState, ids: &[Uuid]) -> Result<HashMap<Uuid, String>, AdminError> {
+/// The names of the users among `top`, by the id recorded (ids that are not one of this
+/// server's users have none).
+async fn names(
+    state: &AppState,
+    top: &[UserTotals],
+) -> Result<HashMap<String, String>, AdminError> {
+    let ids = top
+        .iter()
+        .filter_map(|user| user.user_id.as_deref()?.parse::<Uuid>().ok());
     Ok(users::Entity::find()
-        .filter(users::Column::Id.is_in(ids.iter().copied()))
+        .filter(users::Column::Id.is_in(ids))
         .all(&state.db)
         .await?
         .into_iter()
-        .map(|user| (user.id, user.name))
+        .map(|user| (user.id.to_string(), user.name))
         .collect())
 }
 
@@ -395,14 +409,13 @@ async fn names(state: &AppState, ids: &[Uuid]) -> Result<HashMap<Uuid, String>, 
 async fn top(
     state: &AppState,
     params: &UsageParams,
-) -> Result<(UsageQuery, Vec<UserTotals>, HashMap<Uuid, String>), AdminError> {
+) -> Result<(UsageQuery, Vec<UserTotals>, HashMap<String, String>), AdminError> {
     let query = params.validate(state.queries.buckets())?;
     let top = state
         .queries
         .top_users(&query.range, &query.filter, query.limit)
         .await?;
-    let ids: Vec<Uuid> = top.iter().map(|user| user.user_id).collect();
-    let names = names(state, &ids).await?;
+    let names = names(state, &top).await?;
     Ok((query, top, names))
 }
 
@@ -428,8 +441,8 @@ async fn top_users(
         users: top
             .into_iter()
             .map(|user| UserJson {
+                name: user.user_id.as_ref().and_then(|id| names.remove(id)),
                 user_id: user.user_id,
-                name: names.remove(&user.user_id),
                 totals: user.totals.into(),
             })
             .collect(),
@@ -439,7 +452,8 @@ async fn top_users(
 /// One user's series.
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct UserSeriesJson {
-    user_id: Uuid,
+    /// As in the top users.
+    user_id: Option<String>,
     name: Option<String>,
     /// Every bucket of the range, zeros included.
     buckets: Vec<BucketJson>,
@@ -470,7 +484,7 @@ async fn top_users_series(
     AdminQuery(params): AdminQuery<UsageParams>,
 ) -> Result<Json<TopUsersSeriesJson>, AdminError> {
     let (query, top, mut names) = top(&state, &params).await?;
-    let ids: Vec<Uuid> = top.iter().map(|user| user.user_id).collect();
+    let ids: Vec<Option<String>> = top.into_iter().map(|user| user.user_id).collect();
     let series = state
         .queries
         .user_series(&query.range, &query.filter, &ids)
@@ -480,8 +494,8 @@ async fn top_users_series(
         series: series
             .into_iter()
             .map(|(user_id, series)| UserSeriesJson {
+                name: user_id.as_ref().and_then(|id| names.remove(id)),
                 user_id,
-                name: names.remove(&user_id),
                 buckets: buckets_json(series),
             })
             .collect(),

@@ -79,12 +79,47 @@ const fn openai([input, cached, output]: [u32; 3]) -> Prices {
     const fn usd(mills: u32) -> Decimal {
         Decimal::from_parts(mills, 0, 0, false, 3)
     }
+    with_cache_writes_as_input(usd(input), usd(output), usd(cached))
+}
+
+/// How a provider's built-in prices set its cache prices: what a model added to that
+/// provider takes for the cache prices it does not give.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum CachePricing {
+    /// Anthropic's multiples of the input price ([`with_cache_multipliers`]).
+    Multipliers,
+    /// Cache writes at the input price ([`with_cache_writes_as_input`]); the read price
+    /// differs from model to model, so there is none to take.
+    WritesAsInput,
+}
+
+/// How `provider`'s built-in prices set cache prices, and their date; `None` for a
+/// provider without built-in prices.
+pub(super) fn built_in_pricing(provider: &Provider) -> Option<(CachePricing, NaiveDate)> {
+    if LIST_PRICE_REGIONS
+        .iter()
+        .any(|(listed, _)| listed == provider)
+    {
+        Some((CachePricing::Multipliers, LIST_PRICE_DATE))
+    } else if *provider == Provider::OPENAI {
+        Some((CachePricing::WritesAsInput, OPENAI_PRICE_DATE))
+    } else {
+        None
+    }
+}
+
+/// Prices of a model that bills no cache writes (they are input), as OpenAI's.
+pub(super) const fn with_cache_writes_as_input(
+    input: Decimal,
+    output: Decimal,
+    cache_read: Decimal,
+) -> Prices {
     Prices {
-        input: usd(input),
-        output: usd(output),
-        cache_write_5m: usd(input),
-        cache_write_1h: usd(input),
-        cache_read: usd(cached),
+        input,
+        output,
+        cache_write_5m: input,
+        cache_write_1h: input,
+        cache_read,
     }
 }
 

@@ -1,14 +1,14 @@
-//! Why operator prices were refused.
+//! Why your prices were refused.
 
-/// Operator prices that could not be read; nothing is ever silently ignored.
+/// Prices that could not be read; nothing is ever silently ignored.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PricingError {
-    /// A variable is not valid JSON.
-    #[error("{variable}: invalid JSON at line {line} column {column}: {message}")]
+    /// The text is not valid JSON.
+    #[error("{origin}: invalid JSON at line {line} column {column}: {message}")]
     InvalidJson {
-        /// The environment variable.
-        variable: &'static str,
+        /// Where the text came from, as the caller named it (a file, a variable).
+        origin: String,
         /// The line of the error, from 1.
         line: usize,
         /// The column of the error, from 1.
@@ -16,20 +16,15 @@ pub enum PricingError {
         /// What is wrong there.
         message: String,
     },
-    /// A variable is JSON, but a part of it is not a valid price table or entry.
-    #[error("{variable}: {path}: {reason}")]
+    /// The text is JSON, but a part of it is not a valid price table or entry.
+    #[error("{origin}: {path}: {reason}")]
     InvalidEntry {
-        /// The environment variable.
-        variable: &'static str,
-        /// The dotted path of the bad part, e.g. `bedrock.us-east-1.claude-sonnet-4-5.input`.
+        /// Where the text came from, as the caller named it (a file, a variable).
+        origin: String,
+        /// The dotted path of the bad part, e.g. `bedrock.us-east-1.claude-sonnet-4-5.input`,
+        /// or `top level`.
         path: String,
         /// What is wrong with it.
         reason: String,
-    },
-    /// A variable is set, but not to valid Unicode.
-    #[error("{variable}: not valid Unicode")]
-    NotUnicode {
-        /// The environment variable.
-        variable: &'static str,
     },
 }

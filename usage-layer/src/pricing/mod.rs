@@ -40,9 +40,8 @@
 //! assert!(catalog.lookup(&Provider::PLAN, None, "claude-unreleased-9").is_none());
 //! ```
 //!
-//! [`PriceCatalog::from_env`] adds the operator's prices from `PROXY_MODEL_PRICING` and
-//! `PROXY_PLAN_PRICING` to the built-in list prices (see
-//! [`PriceCatalog::with_overrides`] for the formats).
+//! [`PriceCatalog::merge_json`] adds your prices, a JSON table keyed as a [`PriceTable`]
+//! says, to the built-in ones (or to an [empty](PriceCatalog::empty) catalog).
 
 mod catalog;
 mod cost;
@@ -58,6 +57,7 @@ pub use catalog::PriceCatalog;
 pub use cost::{Cost, PriceSnapshot};
 pub use error::PricingError;
 pub use model_id::normalize_model_id;
+pub use overrides::PriceTable;
 
 /// An amount in integer micro-USD (6 decimals, rounded half away from zero) — the
 /// stored form of money. Saturates far beyond any real amount.

@@ -1,7 +1,5 @@
-//! Operator prices from `PROXY_MODEL_PRICING` and `PROXY_PLAN_PRICING`, merged into a
-//! catalog; the formats are the original Python proxy's.
+//! Your prices, as JSON, merged into a catalog.
 
-use std::env::VarError;
 use std::fmt::Display;
 
 use chrono::NaiveDate;
@@ -9,18 +7,25 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
 use super::catalog::pinned_region;
-use super::defaults::{LIST_PRICE_DATE, with_cache_multipliers};
-use super::{PLAN_REGION, PriceCatalog, PriceEntry, Prices, PricingError, normalize_model_id};
+use super::defaults::{
+    CachePricing, built_in_pricing, with_cache_multipliers, with_cache_writes_as_input,
+};
+use super::{PriceCatalog, PriceEntry, Prices, PricingError, normalize_model_id};
 use crate::record::Provider;
 
-const MODEL_PRICING: &str = "PROXY_MODEL_PRICING";
-const PLAN_PRICING: &str = "PROXY_PLAN_PRICING";
-
-/// The providers the provider-keyed form of `PROXY_MODEL_PRICING` may name.
-const KEYED_PROVIDERS: [Provider; 2] = [Provider::PLAN, Provider::BEDROCK];
-
-/// The provider the legacy, region-keyed form of `PROXY_MODEL_PRICING` prices.
-const LEGACY_PROVIDER: Provider = Provider::BEDROCK;
+/// How a JSON price table is keyed, from its top level down to the entries.
+///
+/// Provider names and regions are matched exactly, as [`PriceCatalog::lookup`] matches
+/// them; model ids are normalised ([`normalize_model_id`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PriceTable<'a> {
+    /// `{"<provider>": {"<region>": {"<model>": entry}}}`: any providers' prices.
+    ByProvider,
+    /// `{"<region>": {"<model>": entry}}`: one provider's prices.
+    ByRegion(&'a Provider),
+    /// `{"<model>": entry}`: one provider's prices in one region.
+    ByModel(&'a Provider, &'a str),
+}
 
 /// One price of an entry: its key, its short alias, and the price it sets.
 struct PriceKey {
@@ -29,7 +34,7 @@ struct PriceKey {
     price: fn(&mut Prices) -> &mut Decimal,
 }
 
-/// An entry's price keys; [`INPUT`] and [`OUTPUT`] index the two a new model must give.
+/// An entry's price keys, in [`Prices`]' order; the constants below index them.
 const PRICE_KEYS: [PriceKey; 5] = [
     PriceKey {
         name: "input_price_per_million",
@@ -59,6 +64,9 @@ const PRICE_KEYS: [PriceKey; 5] = [
 ];
 const INPUT: usize = 0;
 const OUTPUT: usize = 1;
+const CACHE_WRITE_5M: usize = 2;
+const CACHE_WRITE_1H: usize = 3;
+const CACHE_READ: usize = 4;
 
 /// An entry's key for the date its prices apply from.
 const EFFECTIVE_DATE: &str = "effective_date";
@@ -67,24 +75,10 @@ const EFFECTIVE_DATE: &str = "effective_date";
 type GivenPrices = [Option<Decimal>; PRICE_KEYS.len()];
 
 impl PriceCatalog {
-    /// The [defaults](Self::defaults) with the operator's prices from the environment
-    /// variables `PROXY_MODEL_PRICING` and `PROXY_PLAN_PRICING` merged in (see
-    /// [`with_overrides`](Self::with_overrides)).
-    pub fn from_env() -> Result<Self, PricingError> {
-        let model_pricing = env_var(MODEL_PRICING)?;
-        let plan_pricing = env_var(PLAN_PRICING)?;
-        Self::defaults().with_overrides(model_pricing.as_deref(), plan_pricing.as_deref())
-    }
-
-    /// Merges operator prices, given as the JSON of `PROXY_MODEL_PRICING` and
-    /// `PROXY_PLAN_PRICING`, into this catalog; `None` or a blank string gives none.
+    /// Merges your prices, JSON keyed as `table` says, into this catalog.
     ///
-    /// `model_pricing` is provider-keyed, `{"bedrock": {"us-east-1": {"<model>": entry}},
-    /// "plan": {"global": {"<model>": entry}}}` — when every top-level key is `plan` or
-    /// `bedrock` — or else the legacy region-keyed `{"us-east-1": {"<model>": entry}}`,
-    /// which prices Bedrock. `plan_pricing` is `{"<model>": entry}` or
-    /// `{"global": {"<model>": entry}}`, and is merged second. Plan prices live in region
-    /// `global` only.
+    /// `origin` names the JSON in error messages (`"pricing.json"`, a variable's name).
+    /// The catalog is taken by value, so that a refused table leaves no half-merged one.
     ///
     /// An entry is `{"input_price_per_million": "3.00", "output_price_per_million": 15,
     /// "cache_write_price_per_million": "3.75", "cache_write_1h_price_per_million": "6",
@@ -92,121 +86,101 @@ impl PriceCatalog {
     /// keys `input`, `output`, `cache_write` (5-minute), `cache_write_1h` and
     /// `cache_read` work too. A price is a non-negative decimal, as a string or a number
     /// (a number is read in its shortest exact form; write a string for more than 15
-    /// significant digits). Model keys are normalised ([`normalize_model_id`]).
+    /// significant digits). Plan prices live in region [`PLAN_REGION`](super::PLAN_REGION)
+    /// only.
     ///
     /// An entry for a price the catalog has changes only the keys it gives. An entry for
-    /// a new model must give input and output prices; a cache price it does not give is
-    /// Anthropic's multiple of the input price (5-minute write 1.25×, 1-hour write 2×,
-    /// read 0.1×), and without `effective_date` it dates from the list prices' date.
+    /// a new model must give input and output prices; the cache prices and the date it
+    /// does not give follow the provider's built-in prices, and nothing else — a price
+    /// nobody stated would be recorded as billed, so none is made up:
     ///
-    /// Invalid JSON, an unknown key, a missing or bad value fail the whole call, with the
-    /// variable and the path of the bad part in the message.
+    /// * **Plan** and **Bedrock** (Anthropic's list prices): Anthropic's multiples of the
+    ///   input price (5-minute write 1.25×, 1-hour write 2×, read 0.1×), dated from the
+    ///   list prices' date.
+    /// * **OpenAI**: cache writes at the input price (OpenAI bills none); the cache read
+    ///   must be given, since OpenAI's discount for it differs from model to model; dated
+    ///   from the built-in OpenAI prices' date.
+    /// * **Any other provider**: every price and `effective_date` must be given — the
+    ///   library knows nothing of how that provider prices its cache.
+    ///
+    /// # Errors
+    ///
+    /// Invalid JSON, an unknown key, a missing or bad value fail the whole call, with
+    /// `origin` and the path of the bad part in the message.
     ///
     /// ```
     /// use usage_layer::Provider;
-    /// use usage_layer::pricing::PriceCatalog;
+    /// use usage_layer::pricing::{PriceCatalog, PriceTable};
     ///
-    /// let catalog = PriceCatalog::defaults().with_overrides(
-    ///     Some(r#"{"bedrock": {"eu-west-1": {"claude-sonnet-4-5": {"input": "4", "output": 20}}}}"#),
-    ///     Some(r#"{"claude-sonnet-4-5": {"input_price_per_million": "0"}}"#),
+    /// let catalog = PriceCatalog::defaults().merge_json(
+    ///     PriceTable::ByProvider,
+    ///     "pricing.json",
+    ///     r#"{
+    ///         "bedrock": {"eu-west-1": {"claude-sonnet-4-5": {"input": "4", "output": 20}}},
+    ///         "plan": {"global": {"claude-sonnet-4-5": {"input_price_per_million": "0"}}},
+    ///         "openai": {"global": {"gpt-next": {"input": 2, "output": 8, "cache_read": "0.5"}}}
+    ///     }"#,
     /// )?;
     /// let eu = catalog.lookup(&Provider::BEDROCK, Some("eu-west-1"), "claude-sonnet-4-5").unwrap();
     /// assert_eq!(eu.prices.cache_write_5m.to_string(), "5"); // 1.25 × input
     /// let plan = catalog.lookup(&Provider::PLAN, None, "claude-sonnet-4-5").unwrap();
     /// assert!(plan.prices.input.is_zero());
     /// assert_eq!(plan.prices.output.to_string(), "15.00"); // not given: kept
+    /// let next = catalog.lookup(&Provider::OPENAI, None, "gpt-next").unwrap();
+    /// assert_eq!(next.prices.cache_write_5m.to_string(), "2"); // OpenAI bills no cache writes
     ///
+    /// // A provider without built-in prices: nothing is made up.
+    /// let vertex = Provider::new("vertex");
     /// let error = PriceCatalog::defaults()
-    ///     .with_overrides(None, Some(r#"{"claude-x": {"input": "1"}}"#))
+    ///     .merge_json(
+    ///         PriceTable::ByModel(&vertex, "us-east5"),
+    ///         "vertex.json",
+    ///         r#"{"claude-sonnet-4-5": {"input": 3, "output": 15}}"#,
+    ///     )
     ///     .unwrap_err();
-    /// assert_eq!(error.to_string(), "PROXY_PLAN_PRICING: claude-x.output_price_per_million: missing");
+    /// assert_eq!(
+    ///     error.to_string(),
+    ///     "vertex.json: claude-sonnet-4-5.cache_write_price_per_million: \
+    ///      missing (vertex has no built-in prices to follow)",
+    /// );
     /// # Ok::<(), usage_layer::pricing::PricingError>(())
     /// ```
-    pub fn with_overrides(
+    pub fn merge_json(
         mut self,
-        model_pricing: Option<&str>,
-        plan_pricing: Option<&str>,
+        table: PriceTable<'_>,
+        origin: &str,
+        json: &str,
     ) -> Result<Self, PricingError> {
-        if let Some(json) = given(model_pricing) {
-            Merge::new(&mut self, MODEL_PRICING).model_pricing(json)?;
-        }
-        if let Some(json) = given(plan_pricing) {
-            Merge::new(&mut self, PLAN_PRICING).plan_pricing(json)?;
+        let mut merge = Merge {
+            catalog: &mut self,
+            origin,
+        };
+        let top = merge.parse(json)?;
+        match table {
+            PriceTable::ByProvider => merge.providers(&top)?,
+            PriceTable::ByRegion(provider) => merge.regions(provider, &top, "")?,
+            PriceTable::ByModel(provider, region) => merge.region(provider, region, &top, "")?,
         }
         Ok(self)
     }
 }
 
-/// A blank variable counts as unset, as an empty one did in the original.
-fn given(json: Option<&str>) -> Option<&str> {
-    json.filter(|json| !json.trim().is_empty())
-}
-
-fn env_var(variable: &'static str) -> Result<Option<String>, PricingError> {
-    match std::env::var(variable) {
-        Ok(value) => Ok(Some(value)),
-        Err(VarError::NotPresent) => Ok(None),
-        Err(VarError::NotUnicode(_)) => Err(PricingError::NotUnicode { variable }),
-    }
-}
-
-/// Merges one variable's prices into a catalog; paths are dotted JSON keys, `""` the top.
+/// Merges one JSON table into a catalog; paths are dotted JSON keys, `""` the top.
 struct Merge<'a> {
     catalog: &'a mut PriceCatalog,
-    variable: &'static str,
+    origin: &'a str,
 }
 
-impl<'a> Merge<'a> {
-    fn new(catalog: &'a mut PriceCatalog, variable: &'static str) -> Self {
-        Self { catalog, variable }
-    }
-
-    fn model_pricing(&mut self, json: &str) -> Result<(), PricingError> {
-        let top = self.parse(json)?;
-        let keyed: Option<Vec<(&Provider, &String, &Value)>> = self
-            .object(&top, "")?
-            .iter()
-            .map(|(key, regions)| Some((keyed_provider(key)?, key, regions)))
-            .collect();
-        match keyed {
-            Some(providers) => {
-                for (provider, key, regions) in providers {
-                    self.regions(provider, regions, key)?;
-                }
-                Ok(())
+impl Merge<'_> {
+    /// `{"<provider>": {"<region>": {"<model>": entry}}}`.
+    fn providers(&mut self, providers: &Value) -> Result<(), PricingError> {
+        for (name, regions) in self.object(providers, "")? {
+            if name.trim().is_empty() {
+                return Err(self.invalid(name, "empty provider"));
             }
-            None => self.legacy_regions(&top),
+            self.regions(&Provider::new(name.clone()), regions, name)?;
         }
-    }
-
-    fn legacy_regions(&mut self, top: &Value) -> Result<(), PricingError> {
-        let misplaced = self
-            .object(top, "")?
-            .keys()
-            .find(|key| keyed_provider(key).is_some());
-        if let Some(provider) = misplaced {
-            // Read as a region, `plan` would silently become a Bedrock region named "plan".
-            return Err(self.invalid(
-                provider,
-                "a provider next to region keys: nest every region under \"bedrock\"",
-            ));
-        }
-        self.regions(&LEGACY_PROVIDER, top, "")
-    }
-
-    fn plan_pricing(&mut self, json: &str) -> Result<(), PricingError> {
-        let top = self.parse(json)?;
-        let models = self.object(&top, "")?;
-        match models.get(PLAN_REGION) {
-            Some(wrapped) if models.len() == 1 => {
-                self.models(&Provider::PLAN, PLAN_REGION, wrapped, PLAN_REGION)
-            }
-            Some(_) => Err(self.invalid(
-                PLAN_REGION,
-                "\"global\" wraps the whole table, so it must be the only top-level key",
-            )),
-            None => self.models(&Provider::PLAN, PLAN_REGION, &top, ""),
-        }
+        Ok(())
     }
 
     /// `{"<region>": {"<model>": entry}}` for `provider`.
@@ -217,31 +191,30 @@ impl<'a> Merge<'a> {
         path: &str,
     ) -> Result<(), PricingError> {
         for (region, models) in self.object(regions, path)? {
-            let path = child(path, region);
-            if region.trim().is_empty() {
-                return Err(self.invalid(&path, "empty region"));
-            }
-            if let Some(pinned) = pinned_region(provider)
-                && region != pinned
-            {
-                return Err(self.invalid(
-                    &path,
-                    format!("{provider} prices live in region \"{pinned}\" only"),
-                ));
-            }
-            self.models(provider, region, models, &path)?;
+            self.region(provider, region, models, &child(path, region))?;
         }
         Ok(())
     }
 
     /// `{"<model>": entry}` for `provider` in `region`.
-    fn models(
+    fn region(
         &mut self,
         provider: &Provider,
         region: &str,
         models: &Value,
         path: &str,
     ) -> Result<(), PricingError> {
+        if region.trim().is_empty() {
+            return Err(self.invalid(path, "empty region"));
+        }
+        if let Some(pinned) = pinned_region(provider)
+            && region != pinned
+        {
+            return Err(self.invalid(
+                path,
+                format!("{provider} prices live in region \"{pinned}\" only"),
+            ));
+        }
         for (model, entry) in self.object(models, path)? {
             self.entry(provider, region, model, entry, &child(path, model))?;
         }
@@ -286,7 +259,7 @@ impl<'a> Merge<'a> {
 
         let base = match self.catalog.get(provider, region, &key) {
             Some(existing) => *existing,
-            None => self.new_model(&given, path)?,
+            None => self.new_model(provider, &given, effective_date, path)?,
         };
         let mut prices = base.prices;
         for (key, price) in PRICE_KEYS.iter().zip(given) {
@@ -302,16 +275,54 @@ impl<'a> Merge<'a> {
         Ok(())
     }
 
-    /// The entry a model the catalog has no price for starts from.
-    fn new_model(&self, given: &GivenPrices, path: &str) -> Result<PriceEntry, PricingError> {
-        let required = |index: usize| {
-            given[index]
-                .ok_or_else(|| self.invalid(&child(path, PRICE_KEYS[index].name), "missing"))
+    /// The entry a model the catalog has no price for starts from: what it gives, and
+    /// what its provider's built-in prices say of the rest (see
+    /// [`PriceCatalog::merge_json`]).
+    fn new_model(
+        &self,
+        provider: &Provider,
+        given: &GivenPrices,
+        effective_date: Option<NaiveDate>,
+        path: &str,
+    ) -> Result<PriceEntry, PricingError> {
+        let missing = |key: &str, why: Option<&str>| {
+            let reason = why.map_or_else(|| "missing".to_owned(), |why| format!("missing ({why})"));
+            self.invalid(&child(path, key), reason)
         };
-        Ok(PriceEntry {
-            prices: with_cache_multipliers(required(INPUT)?, required(OUTPUT)?),
-            effective_date: LIST_PRICE_DATE,
-        })
+        let given_price = |index: usize, why: Option<&str>| {
+            given[index].ok_or_else(|| missing(PRICE_KEYS[index].name, why))
+        };
+        let input = given_price(INPUT, None)?;
+        let output = given_price(OUTPUT, None)?;
+        match built_in_pricing(provider) {
+            Some((CachePricing::Multipliers, date)) => Ok(PriceEntry {
+                prices: with_cache_multipliers(input, output),
+                effective_date: date,
+            }),
+            Some((CachePricing::WritesAsInput, date)) => {
+                let why = format!("{provider}'s cache read price differs from model to model");
+                let cache_read = given_price(CACHE_READ, Some(&why))?;
+                Ok(PriceEntry {
+                    prices: with_cache_writes_as_input(input, output, cache_read),
+                    effective_date: date,
+                })
+            }
+            None => {
+                let why = format!("{provider} has no built-in prices to follow");
+                let why = Some(why.as_str());
+                let prices = Prices {
+                    input,
+                    output,
+                    cache_write_5m: given_price(CACHE_WRITE_5M, why)?,
+                    cache_write_1h: given_price(CACHE_WRITE_1H, why)?,
+                    cache_read: given_price(CACHE_READ, why)?,
+                };
+                Ok(PriceEntry {
+                    prices,
+                    effective_date: effective_date.ok_or_else(|| missing(EFFECTIVE_DATE, why))?,
+                })
+            }
+        }
     }
 
     fn parse(&self, json: &str) -> Result<Value, PricingError> {
@@ -320,7 +331,7 @@ impl<'a> Merge<'a> {
             let message = error.to_string();
             let position = format!(" at line {} column {}", error.line(), error.column());
             PricingError::InvalidJson {
-                variable: self.variable,
+                origin: self.origin.to_owned(),
                 line: error.line(),
                 column: error.column(),
                 message: message
@@ -343,17 +354,11 @@ impl<'a> Merge<'a> {
 
     fn invalid(&self, path: &str, reason: impl Display) -> PricingError {
         PricingError::InvalidEntry {
-            variable: self.variable,
+            origin: self.origin.to_owned(),
             path: if path.is_empty() { "top level" } else { path }.to_owned(),
             reason: reason.to_string(),
         }
     }
-}
-
-fn keyed_provider(key: &str) -> Option<&'static Provider> {
-    KEYED_PROVIDERS
-        .iter()
-        .find(|provider| provider.as_str() == key)
 }
 
 fn child(path: &str, key: &str) -> String {
@@ -422,10 +427,20 @@ fn kind(value: &Value) -> &'static str {
 mod tests {
     use std::str::FromStr;
 
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::pricing::PLAN_REGION;
+    use crate::pricing::defaults::{LIST_PRICE_DATE, OPENAI_PRICE_DATE};
+
+    const ORIGIN: &str = "pricing.json";
 
     fn dec(text: &str) -> Decimal {
         Decimal::from_str(text).unwrap()
+    }
+
+    fn day(text: &str) -> NaiveDate {
+        NaiveDate::from_str(text).unwrap()
     }
 
     fn prices(catalog: &PriceCatalog, provider: &Provider, region: &str, model: &str) -> Prices {
@@ -434,12 +449,12 @@ mod tests {
         snapshot.prices
     }
 
-    fn model_pricing(json: &str) -> Result<PriceCatalog, PricingError> {
-        PriceCatalog::defaults().with_overrides(Some(json), None)
+    fn merge(table: PriceTable<'_>, json: &str) -> Result<PriceCatalog, PricingError> {
+        PriceCatalog::defaults().merge_json(table, ORIGIN, json)
     }
 
-    fn plan_pricing(json: &str) -> Result<PriceCatalog, PricingError> {
-        PriceCatalog::defaults().with_overrides(None, Some(json))
+    fn plan_models(json: &str) -> Result<PriceCatalog, PricingError> {
+        merge(PriceTable::ByModel(&Provider::PLAN, PLAN_REGION), json)
     }
 
     const FULL_ENTRY: &str = r#"{
@@ -460,33 +475,52 @@ mod tests {
                 cache_write_1h: dec("4"),
                 cache_read: dec("0.2"),
             },
-            effective_date: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+            effective_date: day("2026-01-01"),
+        }
+    }
+
+    fn entry(catalog: &PriceCatalog, provider: &Provider, region: &str, model: &str) -> PriceEntry {
+        let snapshot = catalog.lookup(provider, Some(region), model).unwrap();
+        assert_eq!(snapshot.region, region);
+        PriceEntry {
+            prices: snapshot.prices,
+            effective_date: snapshot.effective_date,
         }
     }
 
     #[test]
-    fn provider_keyed_model_pricing() {
-        let catalog = model_pricing(&format!(
-            r#"{{"bedrock": {{"us-west-2": {{"us.anthropic.claude-sonnet-4-5-20250929-v1:0": {FULL_ENTRY}}}}},
-                "plan": {{"global": {{"claude-sonnet-4-5": {{"output": "14"}}}}}}}}"#
-        ))
+    fn a_table_keyed_by_provider_prices_any_provider() {
+        let vertex = Provider::new("vertex");
+        let catalog = merge(
+            PriceTable::ByProvider,
+            &format!(
+                r#"{{"bedrock": {{"us-west-2": {{"us.anthropic.claude-sonnet-4-5-20250929-v1:0": {FULL_ENTRY}}}}},
+                    "plan": {{"global": {{"claude-sonnet-4-5": {{"output": "14"}}}}}},
+                    "openai": {{"global": {{"gpt-4o": {{"cache_read": "1"}}}}}},
+                    "vertex": {{"us-east5": {{"claude-sonnet-4-5": {FULL_ENTRY}}}}}}}"#
+            ),
+        )
         .unwrap();
 
-        let west = catalog
-            .lookup(&Provider::BEDROCK, Some("us-west-2"), "claude-sonnet-4-5")
-            .unwrap();
-        assert_eq!(west.region, "us-west-2");
         assert_eq!(
-            PriceEntry {
-                prices: west.prices,
-                effective_date: west.effective_date
-            },
+            entry(
+                &catalog,
+                &Provider::BEDROCK,
+                "us-west-2",
+                "claude-sonnet-4-5"
+            ),
+            full_entry()
+        );
+        assert_eq!(
+            entry(&catalog, &vertex, "us-east5", "claude-sonnet-4-5"),
             full_entry()
         );
         assert_eq!(
             prices(&catalog, &Provider::PLAN, PLAN_REGION, "claude-sonnet-4-5").output,
             dec("14")
         );
+        let gpt = prices(&catalog, &Provider::OPENAI, PLAN_REGION, "gpt-4o");
+        assert_eq!((gpt.input, gpt.cache_read), (dec("2.5"), dec("1")));
         // Bedrock's default region is untouched.
         assert_eq!(
             prices(
@@ -501,56 +535,35 @@ mod tests {
     }
 
     #[test]
-    fn legacy_region_keyed_model_pricing_is_bedrock() {
-        let catalog = model_pricing(&format!(
-            r#"{{"eu-central-1": {{"claude-haiku-4-5": {FULL_ENTRY}}}}}"#
-        ))
+    fn tables_keyed_by_region_or_model_price_one_provider() {
+        let by_region = merge(
+            PriceTable::ByRegion(&Provider::BEDROCK),
+            &format!(r#"{{"eu-central-1": {{"claude-haiku-4-5": {FULL_ENTRY}}}}}"#),
+        )
         .unwrap();
         assert_eq!(
-            prices(
-                &catalog,
+            entry(
+                &by_region,
                 &Provider::BEDROCK,
                 "eu-central-1",
                 "claude-haiku-4-5"
             ),
-            full_entry().prices
+            full_entry()
         );
         assert_eq!(
-            prices(&catalog, &Provider::PLAN, PLAN_REGION, "claude-haiku-4-5").input,
+            prices(&by_region, &Provider::PLAN, PLAN_REGION, "claude-haiku-4-5").input,
             dec("1")
         );
-    }
 
-    #[test]
-    fn plan_pricing_model_keyed_and_wrapped_in_global() {
-        for json in [
-            format!(r#"{{"claude-3-haiku": {FULL_ENTRY}}}"#),
-            format!(r#"{{"global": {{"claude-3-haiku": {FULL_ENTRY}}}}}"#),
-        ] {
-            let catalog = plan_pricing(&json).unwrap();
-            let plan = catalog
-                .lookup(&Provider::PLAN, None, "claude-3-haiku")
-                .unwrap();
-            assert_eq!(plan.prices, full_entry().prices, "{json}");
-            assert_eq!(plan.effective_date, full_entry().effective_date);
-            assert_eq!(
-                prices(&catalog, &Provider::BEDROCK, "us-east-1", "claude-3-haiku").input,
-                dec("0.25"),
-                "{json}"
-            );
-        }
-    }
-
-    #[test]
-    fn plan_pricing_is_merged_after_model_pricing() {
-        let catalog = PriceCatalog::defaults()
-            .with_overrides(
-                Some(r#"{"plan": {"global": {"claude-opus-4-5": {"input": "1", "output": "2"}}}}"#),
-                Some(r#"{"claude-opus-4-5": {"input": "3"}}"#),
-            )
-            .unwrap();
-        let plan = prices(&catalog, &Provider::PLAN, PLAN_REGION, "claude-opus-4-5");
-        assert_eq!((plan.input, plan.output), (dec("3"), dec("2")));
+        let by_model = plan_models(&format!(r#"{{"claude-3-haiku": {FULL_ENTRY}}}"#)).unwrap();
+        assert_eq!(
+            entry(&by_model, &Provider::PLAN, PLAN_REGION, "claude-3-haiku"),
+            full_entry()
+        );
+        assert_eq!(
+            prices(&by_model, &Provider::BEDROCK, "us-east-1", "claude-3-haiku").input,
+            dec("0.25")
+        );
     }
 
     #[test]
@@ -567,7 +580,7 @@ mod tests {
             ("0.123456789012345", "0.123456789012345"),
             ("-0", "0"),
         ] {
-            let catalog = plan_pricing(&format!(
+            let catalog = plan_models(&format!(
                 r#"{{"claude-opus-4-5": {{"cache_read": {json}}}}}"#
             ))
             .unwrap();
@@ -577,11 +590,12 @@ mod tests {
     }
 
     #[test]
-    fn an_override_changes_only_the_keys_it_gives() {
+    fn an_entry_changes_only_the_keys_it_gives() {
         let before = PriceCatalog::defaults()
             .lookup(&Provider::BEDROCK, None, "claude-opus-4-1")
             .unwrap();
-        let catalog = model_pricing(
+        let catalog = merge(
+            PriceTable::ByRegion(&Provider::BEDROCK),
             r#"{"us-east-1": {"claude-opus-4-1": {"cache_read_price_per_million": "1"}}}"#,
         )
         .unwrap();
@@ -599,193 +613,296 @@ mod tests {
     }
 
     #[test]
-    fn a_new_model_takes_cache_prices_from_the_multipliers() {
-        let catalog =
-            plan_pricing(r#"{"claude-future-1": {"input": "4", "output": "20"}}"#).unwrap();
-        let future = catalog
-            .lookup(&Provider::PLAN, None, "claude-future-1")
-            .unwrap();
+    fn a_new_plan_or_bedrock_model_takes_anthropics_multipliers() {
+        let catalog = merge(
+            PriceTable::ByProvider,
+            r#"{"plan": {"global": {"claude-future-1": {"input": "4", "output": "20"}}},
+                "bedrock": {"eu-west-1": {"claude-future-1": {"input": "4", "output": "20", "cache_read": "1"}}}}"#,
+        )
+        .unwrap();
+        let plan = entry(&catalog, &Provider::PLAN, PLAN_REGION, "claude-future-1");
         assert_eq!(
-            future.prices,
-            Prices {
-                input: dec("4"),
-                output: dec("20"),
-                cache_write_5m: dec("5"),
-                cache_write_1h: dec("8"),
-                cache_read: dec("0.4"),
+            plan,
+            PriceEntry {
+                prices: Prices {
+                    input: dec("4"),
+                    output: dec("20"),
+                    cache_write_5m: dec("5"),
+                    cache_write_1h: dec("8"),
+                    cache_read: dec("0.4"),
+                },
+                effective_date: LIST_PRICE_DATE,
             }
         );
-        assert_eq!(future.effective_date, LIST_PRICE_DATE);
+        let bedrock = prices(&catalog, &Provider::BEDROCK, "eu-west-1", "claude-future-1");
+        assert_eq!(
+            bedrock,
+            Prices {
+                cache_read: dec("1"),
+                ..plan.prices
+            }
+        );
         // Only where it was given.
         assert!(
             catalog
-                .lookup(&Provider::BEDROCK, None, "claude-future-1")
+                .lookup(&Provider::BEDROCK, Some("us-east-1"), "claude-future-1")
                 .is_none()
         );
-
-        let explicit = plan_pricing(
-            r#"{"claude-future-1": {"input": "4", "output": "20", "cache_read": "1"}}"#,
-        )
-        .unwrap();
-        let future = explicit
-            .lookup(&Provider::PLAN, None, "claude-future-1")
-            .unwrap();
-        assert_eq!(future.prices.cache_read, dec("1"));
-        assert_eq!(future.prices.cache_write_5m, dec("5"));
     }
 
     #[test]
-    fn blank_variables_are_unset() {
-        let defaults = PriceCatalog::defaults();
-        for blank in [None, Some(""), Some("  \n\t")] {
-            let catalog = PriceCatalog::defaults()
-                .with_overrides(blank, blank)
-                .unwrap();
-            assert!(catalog.entries().eq(defaults.entries()));
+    fn a_new_openai_model_writes_at_input_and_gives_its_read_price() {
+        let openai = PriceTable::ByModel(&Provider::OPENAI, PLAN_REGION);
+        let catalog = merge(
+            openai,
+            r#"{"gpt-next": {"input": 2, "output": 8, "cache_read": "0.5"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            entry(&catalog, &Provider::OPENAI, PLAN_REGION, "gpt-next"),
+            PriceEntry {
+                prices: with_cache_writes_as_input(dec("2"), dec("8"), dec("0.5")),
+                effective_date: OPENAI_PRICE_DATE,
+            }
+        );
+        assert_eq!(
+            merge(openai, r#"{"gpt-next": {"input": 2, "output": 8}}"#)
+                .unwrap_err()
+                .to_string(),
+            "pricing.json: gpt-next.cache_read_price_per_million: \
+             missing (openai's cache read price differs from model to model)"
+        );
+    }
+
+    #[test]
+    fn a_new_model_of_another_provider_gives_every_price_and_its_date() {
+        let vertex = Provider::new("vertex");
+        let table = PriceTable::ByModel(&vertex, "us-east5");
+        for (json, expected) in [
+            (
+                r#"{"claude-x": {"input": 3, "output": 15}}"#,
+                "claude-x.cache_write_price_per_million",
+            ),
+            (
+                r#"{"claude-x": {"input": 3, "output": 15, "cache_write": 3, "cache_write_1h": 3}}"#,
+                "claude-x.cache_read_price_per_million",
+            ),
+            (
+                r#"{"claude-x": {"input": 3, "output": 15, "cache_write": 3, "cache_write_1h": 3, "cache_read": 0}}"#,
+                "claude-x.effective_date",
+            ),
+        ] {
+            assert_eq!(
+                merge(table, json).unwrap_err().to_string(),
+                format!(
+                    "pricing.json: {expected}: missing (vertex has no built-in prices to follow)"
+                ),
+            );
+        }
+
+        let catalog = merge(table, &format!(r#"{{"claude-x": {FULL_ENTRY}}}"#))
+            .unwrap()
+            .merge_json(table, ORIGIN, r#"{"claude-x": {"output": 11}}"#)
+            .unwrap();
+        assert_eq!(
+            entry(&catalog, &vertex, "us-east5", "claude-x"),
+            PriceEntry {
+                prices: Prices {
+                    output: dec("11"),
+                    ..full_entry().prices
+                },
+                ..full_entry()
+            }
+        );
+    }
+
+    #[test]
+    fn plan_prices_live_in_global_in_every_table() {
+        for (table, json, path) in [
+            (
+                PriceTable::ByProvider,
+                r#"{"plan": {"us-east-1": {}}}"#,
+                "plan.us-east-1",
+            ),
+            (
+                PriceTable::ByRegion(&Provider::PLAN),
+                r#"{"us-east-1": {}}"#,
+                "us-east-1",
+            ),
+            (
+                PriceTable::ByModel(&Provider::PLAN, "us-east-1"),
+                "{}",
+                "top level",
+            ),
+        ] {
+            assert_eq!(
+                merge(table, json).unwrap_err().to_string(),
+                format!(r#"pricing.json: {path}: plan prices live in region "global" only"#)
+            );
         }
     }
 
-    fn error(model: Option<&str>, plan: Option<&str>) -> String {
-        PriceCatalog::defaults()
-            .with_overrides(model, plan)
-            .unwrap_err()
-            .to_string()
-    }
-
     #[test]
-    fn errors_name_the_variable_and_the_path() {
-        for (model, plan, expected) in [
+    fn errors_name_the_origin_and_the_path() {
+        let bedrock = PriceTable::ByRegion(&Provider::BEDROCK);
+        let plan = PriceTable::ByModel(&Provider::PLAN, PLAN_REGION);
+        for (table, json, expected) in [
             (
-                Some(
-                    r#"{"bedrock": {"us-east-1": {"claude-sonnet-4-5": {"input_price_per_million": "abc"}}}}"#,
-                ),
-                None,
-                r#"PROXY_MODEL_PRICING: bedrock.us-east-1.claude-sonnet-4-5.input_price_per_million: not a decimal: "abc""#,
+                PriceTable::ByProvider,
+                r#"{"bedrock": {"us-east-1": {"claude-sonnet-4-5": {"input_price_per_million": "abc"}}}}"#,
+                r#"bedrock.us-east-1.claude-sonnet-4-5.input_price_per_million: not a decimal: "abc""#,
             ),
             (
-                None,
-                Some(r#"{"claude-x": {"input_price_per_million": "1"}}"#),
-                "PROXY_PLAN_PRICING: claude-x.output_price_per_million: missing",
+                plan,
+                r#"{"claude-x": {"input_price_per_million": "1"}}"#,
+                "claude-x.output_price_per_million: missing",
             ),
             (
-                None,
-                Some(r#"{"global": {"claude-x": {"output": 1}}}"#),
-                "PROXY_PLAN_PRICING: global.claude-x.input_price_per_million: missing",
-            ),
-            (
-                Some(r#"{"us-east-1": {"claude-opus-4-5": {"cache_raed": "1"}}}"#),
-                None,
-                "PROXY_MODEL_PRICING: us-east-1.claude-opus-4-5.cache_raed: unknown key; expected one of \
+                bedrock,
+                r#"{"us-east-1": {"claude-opus-4-5": {"cache_raed": "1"}}}"#,
+                "us-east-1.claude-opus-4-5.cache_raed: unknown key; expected one of \
                  input_price_per_million (input), output_price_per_million (output), \
                  cache_write_price_per_million (cache_write), cache_write_1h_price_per_million (cache_write_1h), \
                  cache_read_price_per_million (cache_read), effective_date",
             ),
             (
-                None,
-                Some(r#"{"claude-opus-4-5": {"output": -1}}"#),
-                "PROXY_PLAN_PRICING: claude-opus-4-5.output: negative: -1",
+                plan,
+                r#"{"claude-opus-4-5": {"output": -1}}"#,
+                "claude-opus-4-5.output: negative: -1",
             ),
             (
-                None,
-                Some(r#"{"claude-opus-4-5": {"output": "-0.5"}}"#),
-                r#"PROXY_PLAN_PRICING: claude-opus-4-5.output: negative: "-0.5""#,
+                plan,
+                r#"{"claude-opus-4-5": {"output": "-0.5"}}"#,
+                r#"claude-opus-4-5.output: negative: "-0.5""#,
             ),
             (
-                None,
-                Some(r#"{"claude-opus-4-5": {"output": null}}"#),
-                "PROXY_PLAN_PRICING: claude-opus-4-5.output: expected a decimal string or number, found null",
+                plan,
+                r#"{"claude-opus-4-5": {"output": null}}"#,
+                "claude-opus-4-5.output: expected a decimal string or number, found null",
             ),
             (
-                None,
-                Some(r#"{"claude-opus-4-5": {"input": "1", "input_price_per_million": "2"}}"#),
-                "PROXY_PLAN_PRICING: claude-opus-4-5.input_price_per_million: given twice, as input_price_per_million and input",
+                plan,
+                r#"{"claude-opus-4-5": {"input": "1", "input_price_per_million": "2"}}"#,
+                "claude-opus-4-5.input_price_per_million: given twice, as input_price_per_million and input",
             ),
             (
-                None,
-                Some(r#"{"claude-opus-4-5": {"effective_date": "2025-13-01"}}"#),
-                r#"PROXY_PLAN_PRICING: claude-opus-4-5.effective_date: not a date (YYYY-MM-DD): "2025-13-01""#,
+                plan,
+                r#"{"claude-opus-4-5": {"effective_date": "2025-13-01"}}"#,
+                r#"claude-opus-4-5.effective_date: not a date (YYYY-MM-DD): "2025-13-01""#,
             ),
             (
-                None,
-                Some(r#"{"claude-opus-4-5": "5"}"#),
-                "PROXY_PLAN_PRICING: claude-opus-4-5: expected an object, found a string",
+                plan,
+                r#"{"claude-opus-4-5": "5"}"#,
+                "claude-opus-4-5: expected an object, found a string",
             ),
             (
-                None,
-                Some("[]"),
-                "PROXY_PLAN_PRICING: top level: expected an object, found an array",
+                PriceTable::ByProvider,
+                "[]",
+                "top level: expected an object, found an array",
             ),
             (
-                None,
-                Some(r#"{"global": {}, "claude-opus-4-5": {}}"#),
-                r#"PROXY_PLAN_PRICING: global: "global" wraps the whole table, so it must be the only top-level key"#,
+                plan,
+                r#"{" us. ": {"input": "1"}}"#,
+                " us. : empty model id",
             ),
             (
-                None,
-                Some(r#"{" us. ": {"input": "1"}}"#),
-                "PROXY_PLAN_PRICING:  us. : empty model id",
+                PriceTable::ByProvider,
+                r#"{"bedrock": {"": {}}}"#,
+                "bedrock.: empty region",
             ),
             (
-                Some(r#"{"plan": {"us-east-1": {"claude-opus-4-5": {"input": "1"}}}}"#),
-                None,
-                r#"PROXY_MODEL_PRICING: plan.us-east-1: plan prices live in region "global" only"#,
+                PriceTable::ByProvider,
+                r#"{" ": {"us-east-1": {}}}"#,
+                " : empty provider",
             ),
             (
-                Some(r#"{"bedrock": {"": {}}}"#),
-                None,
-                "PROXY_MODEL_PRICING: bedrock.: empty region",
+                PriceTable::ByProvider,
+                r#"{"bedrock": {"us-east-1": []}}"#,
+                "bedrock.us-east-1: expected an object, found an array",
             ),
             (
-                Some(r#"{"bedrock": {"us-east-1": []}}"#),
-                None,
-                "PROXY_MODEL_PRICING: bedrock.us-east-1: expected an object, found an array",
+                bedrock,
+                r#"{"us-east-1" 5}"#,
+                "invalid JSON at line 1 column 14: expected `:`",
             ),
             (
-                Some(r#"{"plan": {}, "us-east-1": {}}"#),
-                None,
-                r#"PROXY_MODEL_PRICING: plan: a provider next to region keys: nest every region under "bedrock""#,
-            ),
-            (
-                Some(r#"{"bedrock": {"us-east-1": {}}}"#),
-                Some("{"),
-                "PROXY_PLAN_PRICING: invalid JSON at line 1 column 1: EOF while parsing an object",
-            ),
-            (
-                Some(r#"{"us-east-1" 5}"#),
-                None,
-                "PROXY_MODEL_PRICING: invalid JSON at line 1 column 14: expected `:`",
+                plan,
+                "",
+                "invalid JSON at line 1 column 0: EOF while parsing a value",
             ),
         ] {
-            assert_eq!(error(model, plan), expected);
+            assert_eq!(
+                merge(table, json).unwrap_err().to_string(),
+                format!("{ORIGIN}: {expected}"),
+                "{json}"
+            );
         }
-    }
-
-    #[test]
-    fn an_error_fails_the_whole_merge() {
-        let result = PriceCatalog::defaults().with_overrides(
-            Some(r#"{"us-east-1": {"claude-opus-4-5": {"input": "1"}}}"#),
-            Some(r#"{"claude-opus-4-5": {"input": "x"}}"#),
-        );
-        assert!(matches!(
-            result,
-            Err(PricingError::InvalidEntry {
-                variable: PLAN_PRICING,
-                ..
-            })
-        ));
     }
 
     #[test]
     fn invalid_json_reports_its_position() {
         let Err(PricingError::InvalidJson {
-            variable,
+            origin,
             line,
             column,
             ..
-        }) = PriceCatalog::defaults().with_overrides(Some("{\n  \"a\": x}"), None)
+        }) = merge(PriceTable::ByProvider, "{\n  \"a\": x}")
         else {
             panic!("not an InvalidJson error");
         };
-        assert_eq!((variable, line, column), (MODEL_PRICING, 2, 8));
+        assert_eq!((origin.as_str(), line, column), (ORIGIN, 2, 8));
+    }
+
+    /// A price as a JSON string or number, and its exact value.
+    fn any_price() -> impl Strategy<Value = (String, Decimal)> {
+        // A JSON number is read exactly up to 15 significant digits; a string, always.
+        const EXACT_AS_NUMBER: i64 = 10_i64.pow(15);
+        (0..EXACT_AS_NUMBER * 1_000, 0u32..=12, any::<bool>()).prop_map(
+            |(mantissa, scale, as_string)| {
+                let price = Decimal::new(mantissa, scale);
+                if as_string || mantissa >= EXACT_AS_NUMBER {
+                    (format!(r#""{price}""#), price)
+                } else {
+                    (price.to_string(), price)
+                }
+            },
+        )
+    }
+
+    proptest! {
+        /// Any provider's prices, in any region, are merged exactly as written.
+        #[test]
+        fn any_providers_prices_are_merged_exactly(
+            provider in prop_oneof![
+                Just(Provider::PLAN),
+                Just(Provider::BEDROCK),
+                Just(Provider::OPENAI),
+                "[a-z][a-z0-9 ._-]{0,15}".prop_map(Provider::new),
+            ],
+            region in "[a-z0-9][a-z0-9 ._-]{0,15}",
+            model in "[a-z][a-z0-9.-]{0,23}"
+                .prop_filter("a model id", |model| !normalize_model_id(model).is_empty()),
+            given in proptest::array::uniform5(any_price()),
+            date in (0u64..3_000).prop_map(|days| LIST_PRICE_DATE + chrono::Days::new(days)),
+        ) {
+            let region = pinned_region(&provider).map_or(region, str::to_owned);
+            let entry: Map<String, Value> = PRICE_KEYS
+                .iter()
+                .zip(&given)
+                .map(|(key, (json, _))| (key.alias.to_owned(), serde_json::from_str(json).unwrap()))
+                .chain([(EFFECTIVE_DATE.to_owned(), Value::from(date.to_string()))])
+                .collect();
+            let table = serde_json::json!({ provider.as_str(): { &region: { &model: entry } } });
+
+            let catalog = PriceCatalog::defaults()
+                .merge_json(PriceTable::ByProvider, ORIGIN, &table.to_string())
+                .unwrap();
+            let snapshot = catalog.lookup(&provider, Some(&region), &model).unwrap();
+            prop_assert_eq!(&snapshot.region, &region);
+            prop_assert_eq!(snapshot.model_id, normalize_model_id(&model));
+            prop_assert_eq!(snapshot.effective_date, date);
+            let [input, output, cache_write_5m, cache_write_1h, cache_read] = given.map(|(_, price)| price);
+            prop_assert_eq!(snapshot.prices, Prices { input, output, cache_write_5m, cache_write_1h, cache_read });
+        }
     }
 }

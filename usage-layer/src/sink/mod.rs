@@ -6,7 +6,8 @@
 //! [`BatchWriter`], which queues records and writes them in the background.
 //!
 //! Sinks compose like `metrics` recorders: closures are sinks, `Arc<T>` shares one, and a
-//! tuple fans each record out to every member.
+//! tuple fans each record out to every member. The `metrics` module's `MetricsSink`
+//! (feature `metrics`) reports records as counters and histograms to any `metrics` exporter.
 //!
 //! ```
 //! use usage_layer::sink::{MemorySink, UsageSink};
@@ -26,6 +27,8 @@
 #[cfg(feature = "writer")]
 mod codec;
 mod memory;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "writer")]
 pub mod spool;
 #[cfg(feature = "writer")]
@@ -34,10 +37,15 @@ mod writer;
 use std::sync::Arc;
 
 pub use memory::MemorySink;
+// `self::`: the module shares its name with the `metrics` crate.
+#[cfg(feature = "metrics")]
+pub use self::metrics::{MetricLabel, MetricsConfig, MetricsSink};
 #[cfg(feature = "writer")]
 pub use spool::{Spool, SpoolConfig, SpoolError};
 #[cfg(feature = "writer")]
-pub use writer::{BatchWriter, UsageStore, WriterClosed, WriterConfig, WriterHandle, WriterStats};
+pub use writer::{BatchWriter, WriterClosed, WriterConfig, WriterHandle, WriterStats};
+
+pub use crate::store::UsageStore;
 
 use crate::record::UsageRecord;
 

@@ -4,7 +4,6 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -17,21 +16,7 @@ use tokio::time::{Instant, sleep, sleep_until};
 use super::UsageSink;
 use super::spool::{Spool, SpoolConfig, SpoolError};
 use crate::record::UsageRecord;
-
-/// Durable storage for records, written a batch at a time (a database, a metrics API).
-///
-/// A batch may be written again after an error (the writer retries, and replays its
-/// spool), so a store must be idempotent by [`UsageRecord::request_id`].
-pub trait UsageStore: Send + Sync + 'static {
-    /// The store's error.
-    type Error: std::error::Error + Send + Sync + 'static;
-
-    /// Writes every record of `batch`, or fails as a whole.
-    fn write_batch(
-        &self,
-        batch: &[UsageRecord],
-    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
-}
+use crate::store::UsageStore;
 
 /// How the [`BatchWriter`] queues, batches, retries and spools.
 #[derive(Clone, Debug)]

@@ -36,9 +36,6 @@ use crate::pricing::{PriceCatalog, normalize_model_id};
 use crate::record::{Outcome, UsageRecord};
 use crate::sink::UsageStore;
 
-/// The namespace of the original system's metrics (dashboards keep working).
-pub const DEFAULT_NAMESPACE: &str = "ClaudeCodeProxy";
-
 /// Datums per `PutMetricData` call: the API takes 1,000 and 1 MB; a datum with its
 /// dimensions is well under 1 KB, so 500 stays far from both limits.
 const DATUMS_PER_CALL: usize = 500;

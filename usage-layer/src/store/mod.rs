@@ -1,9 +1,9 @@
-//! Durable stores for the [`BatchWriter`](crate::sink::BatchWriter), and the time buckets
-//! they aggregate by.
+//! Durable stores: the [`UsageStore`] trait, the stores this crate ships, and the time
+//! buckets they aggregate by.
 //!
-//! * [`sea_orm`] (feature `sea-orm`) — `token_usage` rows and `usage_aggregates` buckets
+//! * `sea_orm` (feature `sea-orm`) — `token_usage` rows and `usage_aggregates` buckets
 //!   on Postgres or SQLite.
-//! * [`cloudwatch`] (feature `cloudwatch`) — per-provider CloudWatch metrics.
+//! * `cloudwatch` (feature `cloudwatch`) — per-provider CloudWatch metrics.
 
 #[cfg(feature = "sea-orm")]
 mod buckets;
@@ -15,7 +15,26 @@ pub mod sea_orm;
 #[cfg(feature = "sea-orm")]
 pub use buckets::{BucketType, Buckets, UnknownBucketType};
 
+use std::future::Future;
+
 use crate::record::{Provider, UsageRecord};
+
+/// Durable storage for records, written a batch at a time (a database, a metrics API).
+///
+/// A batch may be written again after an error (a writer retries, and the
+/// [`BatchWriter`](crate::sink::BatchWriter) of feature `writer` replays its spool), so a
+/// store must be idempotent by [`UsageRecord::request_id`]. The trait needs no runtime:
+/// a store can be driven by any writer.
+pub trait UsageStore: Send + Sync + 'static {
+    /// The store's error.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Writes every record of `batch`, or fails as a whole.
+    fn write_batch(
+        &self,
+        batch: &[UsageRecord],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
 
 /// The provider the stores record a record under: the one it names, else `bedrock`.
 ///

@@ -580,8 +580,6 @@ struct BenchDb {
 
 impl BenchDb {
     async fn create(admin_url: &str) -> anyhow::Result<Self> {
-        use migration::MigratorTrait;
-
         let admin = sea_orm::Database::connect(admin_url)
             .await
             .with_context(|| "connect to Postgres (set TEST_DATABASE_URL or --database-url)")?;
@@ -595,7 +593,7 @@ impl BenchDb {
         let mut url = url::Url::parse(admin_url)?;
         url.set_path(&name);
         let db = sea_orm::Database::connect(url.as_str()).await?;
-        migration::Migrator::up(&db, None).await?;
+        migration::up(&db).await?;
         db.close().await?;
         Ok(BenchDb {
             admin,

@@ -8,9 +8,11 @@
 //! in the same order and cannot deadlock). Writing a batch again changes nothing: a retry
 //! after an ambiguous commit never counts twice.
 //!
-//! The schema comes from the `migration` crate of this workspace.
+//! The schema comes from [`migration`]: [`SeaOrmStore::migrate`] creates or upgrades
+//! these two tables (and touches no other), with their own tracking table.
 
 pub mod entity;
+pub mod migration;
 mod queries;
 mod rows;
 
@@ -20,7 +22,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, IdenStatic, TransactionTrait};
-use uuid::Uuid;
 
 use self::entity::{token_usage, usage_aggregates};
 pub use self::queries::{BucketRange, ModelCost, Totals, UsageFilter, UsageQueries, UserTotals};
@@ -93,6 +94,14 @@ impl SeaOrmStore {
         }
     }
 
+    /// Applies every pending migration of the usage tables (see [`migration`]): creates
+    /// `token_usage` and `usage_aggregates`, or brings them up to date. Other tables of
+    /// the database, and an application's own migrations, are not touched.
+    pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
+        use self::migration::{MigratorTrait, UsageMigrator};
+        Ok(UsageMigrator::up(db, None).await?)
+    }
+
     /// The connection.
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db
@@ -143,7 +152,7 @@ impl SeaOrmStore {
                 insert.values_panic(row.values());
             }
             for returned in conn.query_all(&insert).await? {
-                inserted_ids.insert(returned.try_get::<Uuid>("", "request_id")?);
+                inserted_ids.insert(returned.try_get::<String>("", "request_id")?);
             }
         }
 

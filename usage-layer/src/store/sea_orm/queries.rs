@@ -13,7 +13,6 @@ use sea_orm::sea_query::{
     Alias, Expr, ExprTrait, Func, IntoColumnRef, Order, Query, SelectStatement,
 };
 use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult};
-use uuid::Uuid;
 
 use super::StoreError;
 use super::entity::{token_usage, usage_aggregates};
@@ -21,14 +20,17 @@ use crate::record::Provider;
 use crate::store::buckets::{BucketType, Buckets};
 
 /// Which usage to read; every field left `None` means "all".
+///
+/// Ids are compared as the records had them (exactly: a UUID as the text it was
+/// recorded in). An empty id selects the usage recorded without one.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UsageFilter {
     /// Only this provider's usage (R6); `None` sums all providers.
     pub provider: Option<Provider>,
     /// Only this user's usage.
-    pub user_id: Option<Uuid>,
+    pub user_id: Option<String>,
     /// Only this access key's usage.
-    pub access_key_id: Option<Uuid>,
+    pub access_key_id: Option<String>,
 }
 
 /// Whole buckets of one type: `[start, end)`, both bucket boundaries.
@@ -126,10 +128,10 @@ impl Totals {
 }
 
 /// One user's totals.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserTotals {
-    /// The user (the nil UUID for usage without a user).
-    pub user_id: Uuid,
+    /// The user; `None` for the usage recorded without one.
+    pub user_id: Option<String>,
     /// Their totals.
     pub totals: Totals,
 }
@@ -231,7 +233,12 @@ impl UsageQueries {
             .and_where(Expr::col(BucketType).eq(range.kind.as_str()))
             .and_where(Expr::col(BucketStart).gte(range.start))
             .and_where(Expr::col(BucketStart).lt(range.end));
-        apply_filter(&mut query, filter, [Provider, UserId, AccessKeyId]);
+        apply_filter(
+            &mut query,
+            filter,
+            Table::Aggregates,
+            [Provider, UserId, AccessKeyId],
+        );
         select_totals(&mut query, Table::Aggregates);
         query
     }
@@ -275,14 +282,14 @@ impl UsageQueries {
     /// holding `at` — the budget reads `bedrock` only.
     pub async fn monthly_total(
         &self,
-        user_id: Uuid,
+        user_id: &str,
         provider: &Provider,
         at: DateTime<Utc>,
     ) -> Result<Totals, StoreError> {
         let range = self.range(BucketType::Month, at, at + chrono::Duration::nanoseconds(1));
         let filter = UsageFilter {
             provider: Some(provider.clone()),
-            user_id: Some(user_id),
+            user_id: Some(user_id.to_owned()),
             access_key_id: None,
         };
         self.totals(&range, &filter).await
@@ -311,28 +318,30 @@ impl UsageQueries {
             .await?
             .iter()
             .map(|row| {
+                let user_id: String = row.try_get("", "user_id")?;
                 Ok(UserTotals {
-                    user_id: row.try_get("", "user_id")?,
+                    user_id: (!user_id.is_empty()).then_some(user_id),
                     totals: Totals::read(row)?,
                 })
             })
             .collect()
     }
 
-    /// A zero-filled series for each of `users`, in the order given.
+    /// A zero-filled series for each of `users` (`None`: the usage without a user), in
+    /// the order given.
     pub async fn user_series(
         &self,
         range: &BucketRange,
         filter: &UsageFilter,
-        users: &[Uuid],
-    ) -> Result<Vec<(Uuid, Vec<(DateTime<Utc>, Totals)>)>, StoreError> {
+        users: &[Option<String>],
+    ) -> Result<Vec<(Option<String>, Vec<(DateTime<Utc>, Totals)>)>, StoreError> {
         let mut series = Vec::with_capacity(users.len());
-        for &user in users {
+        for user in users {
             let filter = UsageFilter {
-                user_id: Some(user),
+                user_id: Some(user.clone().unwrap_or_default()),
                 ..filter.clone()
             };
-            series.push((user, self.series(range, &filter).await?));
+            series.push((user.clone(), self.series(range, &filter).await?));
         }
         Ok(series)
     }
@@ -360,7 +369,12 @@ impl UsageQueries {
             .order_by(Provider, Order::Asc)
             .order_by(PricingModelId, Order::Asc);
         select_totals(&mut query, Table::Rows);
-        apply_filter(&mut query, filter, [Provider, UserId, AccessKeyId]);
+        apply_filter(
+            &mut query,
+            filter,
+            Table::Rows,
+            [Provider, UserId, AccessKeyId],
+        );
         self.db
             .query_all(&query)
             .await?
@@ -410,15 +424,22 @@ impl<'a> std::iter::Sum<&'a Totals> for Totals {
 fn apply_filter<C: IntoColumnRef + Copy>(
     query: &mut SelectStatement,
     filter: &UsageFilter,
+    table: Table,
     [provider, user, key]: [C; 3],
 ) {
     if let Some(value) = &filter.provider {
         query.and_where(Expr::col(provider).eq(value.as_str()));
     }
-    if let Some(value) = filter.user_id {
-        query.and_where(Expr::col(user).eq(value));
-    }
-    if let Some(value) = filter.access_key_id {
-        query.and_where(Expr::col(key).eq(value));
+    for (column, id) in [(user, &filter.user_id), (key, &filter.access_key_id)] {
+        match (id.as_deref(), table) {
+            (None, _) => {}
+            // Nobody: NULL in the rows, `''` in the aggregates' key (never NULL).
+            (Some(""), Table::Rows) => {
+                query.and_where(Expr::col(column).is_null());
+            }
+            (Some(id), _) => {
+                query.and_where(Expr::col(column).eq(id));
+            }
+        }
     }
 }

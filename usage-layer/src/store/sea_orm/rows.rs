@@ -4,11 +4,10 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sea_orm::Value;
 use sea_orm::sea_query::Expr;
-use uuid::Uuid;
 
 use super::entity::{token_usage, usage_aggregates};
 use crate::pricing::{Cost, PriceCatalog, PriceSnapshot};
-use crate::record::UsageRecord;
+use crate::record::{Labels, UsageRecord};
 use crate::store::buckets::BucketType;
 
 use crate::pricing::to_micros as micros;
@@ -22,17 +21,21 @@ fn optional_count(value: Option<u64>) -> Option<i64> {
     value.map(|n| i64::try_from(n).unwrap_or(i64::MAX))
 }
 
-/// The UUID an id is stored as (the id columns are UUIDs): the id itself when it is a
-/// UUID (generated ids, tower-http's `MakeRequestUuid`, the reference server's users and
-/// keys), else the name-based UUID (v5) of the text, so one id is always one row and one
-/// aggregate key.
-pub(crate) fn stored_id(id: &str) -> Uuid {
-    Uuid::try_parse(id).unwrap_or_else(|_| Uuid::new_v5(&TEXT_ID_NAMESPACE, id.as_bytes()))
+/// A caller id as stored: an empty id is no id (the aggregates' "nobody" is `""`).
+fn caller_id(id: Option<&str>) -> Option<String> {
+    id.filter(|id| !id.is_empty()).map(str::to_owned)
 }
 
-/// The namespace of [`stored_id`]'s name-based UUIDs (fixed: changing it would split
-/// every text id's rows in two).
-const TEXT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6d2b_4f0e_52a4_4c4b_9a0e_7f3c_1d5e_8a21);
+/// The labels as stored: a JSON object of strings, in key order; none when there are none.
+fn labels_json(labels: &Labels) -> Option<String> {
+    (!labels.is_empty()).then(|| {
+        let object = labels
+            .iter()
+            .map(|(key, value)| (key.to_owned(), serde_json::Value::from(value)))
+            .collect();
+        serde_json::Value::Object(object).to_string()
+    })
+}
 
 fn millis(duration: std::time::Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
@@ -94,8 +97,8 @@ impl Sums {
 pub(crate) struct AggregateKey {
     bucket_type: BucketType,
     bucket_start: DateTime<Utc>,
-    user_id: Uuid,
-    access_key_id: Uuid,
+    user_id: String,
+    access_key_id: String,
     provider: String,
 }
 
@@ -116,8 +119,8 @@ impl AggregateKey {
         [
             Expr::val(self.bucket_type.as_str()),
             Expr::val(self.bucket_start),
-            Expr::val(self.user_id),
-            Expr::val(self.access_key_id),
+            Expr::val(self.user_id.as_str()),
+            Expr::val(self.access_key_id.as_str()),
             Expr::val(self.provider.as_str()),
         ]
         .into_iter()
@@ -128,11 +131,11 @@ impl AggregateKey {
 /// One `token_usage` row, priced.
 #[derive(Clone, Debug)]
 pub(crate) struct UsageRow {
-    pub(crate) request_id: Uuid,
+    pub(crate) request_id: String,
     pub(crate) timestamp: DateTime<Utc>,
     pub(crate) unpriced: bool,
-    user_id: Option<Uuid>,
-    access_key_id: Option<Uuid>,
+    user_id: Option<String>,
+    access_key_id: Option<String>,
     model: String,
     provider: String,
     input: i64,
@@ -156,10 +159,13 @@ pub(crate) struct UsageRow {
     time_to_first_byte_ms: Option<i64>,
     duration_ms: i64,
     response_bytes: i64,
+    labels: Option<String>,
+    format: Option<&'static str>,
+    reasoning_tokens: Option<i64>,
 }
 
 impl UsageRow {
-    pub(crate) const COLUMNS: usize = 40;
+    pub(crate) const COLUMNS: usize = 43;
 
     /// Prices the record by the model that served, else the one asked for. A record with
     /// usage but no known price is stored unpriced (cost 0) — never priced as another model.
@@ -171,11 +177,11 @@ impl UsageRow {
             .as_ref()
             .map_or_else(Cost::default, |snapshot| snapshot.cost(usage));
         UsageRow {
-            request_id: stored_id(record.request_id.as_str()),
+            request_id: record.request_id.as_str().to_owned(),
             timestamp: record.started_at,
             unpriced: snapshot.is_none() && !usage.is_empty(),
-            user_id: record.caller.user_id.as_deref().map(stored_id),
-            access_key_id: record.caller.access_key_id.as_deref().map(stored_id),
+            user_id: caller_id(record.caller.user_id.as_deref()),
+            access_key_id: caller_id(record.caller.access_key_id.as_deref()),
             model: record.model().unwrap_or("unknown").to_owned(),
             provider: provider.as_str().to_owned(),
             input: count(usage.input_tokens),
@@ -199,6 +205,9 @@ impl UsageRow {
             time_to_first_byte_ms: record.time_to_first_byte.map(millis),
             duration_ms: millis(record.duration),
             response_bytes: i64::try_from(record.response_bytes).unwrap_or(i64::MAX),
+            labels: labels_json(&record.labels),
+            format: record.format.map(|format| format.as_str()),
+            reasoning_tokens: optional_count(usage.reasoning_tokens),
         }
     }
 
@@ -222,8 +231,8 @@ impl UsageRow {
         AggregateKey {
             bucket_type: kind,
             bucket_start,
-            user_id: self.user_id.unwrap_or(Uuid::nil()),
-            access_key_id: self.access_key_id.unwrap_or(Uuid::nil()),
+            user_id: self.user_id.clone().unwrap_or_default(),
+            access_key_id: self.access_key_id.clone().unwrap_or_default(),
             provider: self.provider.clone(),
         }
     }
@@ -272,6 +281,9 @@ impl UsageRow {
             TimeToFirstByteMs,
             DurationMs,
             ResponseBytes,
+            Labels,
+            Format,
+            ReasoningTokens,
         ]
     }
 
@@ -280,10 +292,10 @@ impl UsageRow {
         let snapshot = self.snapshot.as_ref();
         let price = |pick: fn(&PriceSnapshot) -> Decimal| snapshot.map(|s| micros(pick(s)));
         let values: [Value; Self::COLUMNS] = [
-            self.request_id.into(),
+            self.request_id.clone().into(),
             self.timestamp.into(),
-            self.user_id.into(),
-            self.access_key_id.into(),
+            self.user_id.clone().into(),
+            self.access_key_id.clone().into(),
             self.model.clone().into(),
             self.provider.clone().into(),
             self.input.into(),
@@ -320,6 +332,9 @@ impl UsageRow {
             self.time_to_first_byte_ms.into(),
             self.duration_ms.into(),
             self.response_bytes.into(),
+            self.labels.clone().into(),
+            self.format.into(),
+            self.reasoning_tokens.into(),
         ];
         values.map(Expr::val)
     }

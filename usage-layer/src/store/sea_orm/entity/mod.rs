@@ -1,4 +1,4 @@
-//! The sea-orm entities of the two usage tables (created by the `migration` crate).
+//! The sea-orm entities of the two usage tables (created by [`migration`](super::migration)).
 //!
 //! Money columns are integer micro-USD (`*_micros`): exact on every backend.
 

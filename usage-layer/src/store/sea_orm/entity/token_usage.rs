@@ -9,15 +9,16 @@ pub struct Model {
     /// Row id.
     #[sea_orm(primary_key)]
     pub id: i64,
-    /// The request's id; unique, so writing a record twice stores it once.
+    /// The request's id, as the record had it; unique, so writing a record twice stores
+    /// it once.
     #[sea_orm(unique)]
-    pub request_id: Uuid,
+    pub request_id: String,
     /// When the request started.
     pub timestamp: DateTimeUtc,
-    /// The user, if known.
-    pub user_id: Option<Uuid>,
-    /// The access key, if known.
-    pub access_key_id: Option<Uuid>,
+    /// The user (or team, project…), if known.
+    pub user_id: Option<String>,
+    /// The access key (or API-key name), if known.
+    pub access_key_id: Option<String>,
     /// The model the usage is attributed to: the one that served, else the one asked for.
     pub model: String,
     /// `plan`, `bedrock`, …
@@ -93,6 +94,12 @@ pub struct Model {
     pub duration_ms: i64,
     /// Body bytes sent.
     pub response_bytes: i64,
+    /// The record's labels, a JSON object of strings (keys in order); NULL when it had none.
+    pub labels: Option<String>,
+    /// The API format the body was read as (`anthropic`, `openai_chat`, `openai_responses`).
+    pub format: Option<String>,
+    /// The part of `output_tokens` spent on reasoning, when reported.
+    pub reasoning_tokens: Option<i64>,
 }
 
 /// No relations: usage rows outlive users and keys.

@@ -13,10 +13,10 @@ pub struct Model {
     pub bucket_type: String,
     /// The bucket's start (UTC instant of its local start).
     pub bucket_start: DateTimeUtc,
-    /// The user; the nil UUID for "no user".
-    pub user_id: Uuid,
-    /// The access key; the nil UUID for "no key" (a NULL would defeat the unique key).
-    pub access_key_id: Uuid,
+    /// The user; `""` for "no user".
+    pub user_id: String,
+    /// The access key; `""` for "no key" (a NULL would defeat the unique key).
+    pub access_key_id: String,
     /// `plan`, `bedrock`, …
     pub provider: String,
     /// Requests.

@@ -4,12 +4,12 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
 use sea_orm_migration::sea_orm::prelude::Uuid;
 
-use crate::rollback;
+use super::rollback;
 
 /// Adds `provider` (existing rows: `bedrock`), makes the bucket key
 /// (bucket_type, bucket_start, user_id, access_key_id, provider) unique, adds the lookup index.
 #[derive(Clone, Copy, Debug, DeriveMigrationName)]
-pub struct Migration;
+pub(super) struct Migration;
 
 #[derive(DeriveIden)]
 enum UsageAggregates {
@@ -18,27 +18,10 @@ enum UsageAggregates {
     Provider,
 }
 
-const ROLLBACK: &str = "usage_aggregates_provider_rollback";
+pub(super) const ROLLBACK: &str = "usage_aggregates_provider_rollback";
 const LEGACY_KEY: &str = "ux_usage_aggregates_bucket";
 const KEY: &str = "ux_usage_aggregates_bucket_provider";
 const LOOKUP: &str = "ix_usage_aggregates_provider_lookup";
-
-/// The table's columns as of this migration (for restoring set-aside rows).
-const COLUMNS: [&str; 13] = [
-    "id",
-    "bucket_type",
-    "bucket_start",
-    "user_id",
-    "access_key_id",
-    "total_requests",
-    "total_input_tokens",
-    "total_output_tokens",
-    "total_tokens",
-    "total_cache_read_tokens",
-    "total_cache_write_tokens",
-    "total_estimated_cost_micros",
-    "provider",
-];
 
 /// "No access key" in an aggregate key: NULLs are distinct in a unique index, so a NULL
 /// would make every upsert of a key-less bucket insert a new row.
@@ -51,7 +34,7 @@ async fn run(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
     Ok(())
 }
 
-#[async_trait::async_trait]
+#[sea_orm_migration::async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
@@ -107,7 +90,7 @@ impl MigrationTrait for Migration {
             ),
         )
         .await?;
-        rollback::take_back_rows(manager, "usage_aggregates", &COLUMNS, ROLLBACK).await
+        rollback::take_back_rows(manager, "usage_aggregates", ROLLBACK).await
     }
 
     /// Plan (and any non-Bedrock) rows cannot live in the legacy table without merging

@@ -1,14 +1,14 @@
 //! What this system records beyond the original: 1-hour cache writes, cost components,
-//! the unpriced flag, outcome, timings and routing labels.
+//! the unpriced flag, outcome, timings and routing details.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
-use crate::rollback;
+use super::rollback;
 
 /// Adds the detail columns to `token_usage`.
 #[derive(Clone, Copy, Debug, DeriveMigrationName)]
-pub struct Migration;
+pub(super) struct Migration;
 
 #[derive(Clone, Copy, DeriveIden)]
 enum TokenUsage {
@@ -39,7 +39,7 @@ enum TokenUsage {
     ResponseBytes,
 }
 
-const ROLLBACK: &str = "token_usage_details_rollback";
+pub(super) const ROLLBACK: &str = "token_usage_details_rollback";
 
 fn columns() -> Vec<ColumnDef> {
     use TokenUsage::*;
@@ -76,7 +76,7 @@ fn names() -> Vec<String> {
         .collect()
 }
 
-#[async_trait::async_trait]
+#[sea_orm_migration::async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for mut column in columns() {

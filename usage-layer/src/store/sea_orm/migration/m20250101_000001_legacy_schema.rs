@@ -1,39 +1,16 @@
-//! The schema as the original system had it before providers were separated.
+//! The usage tables as the original system had them before providers were separated.
+//!
+//! The original system's first migration also created its users and access keys; those
+//! are the reference server's tables, created by its own migrations.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
-use crate::rollback;
+use super::rollback;
 
-/// Creates users, access keys, `token_usage` and `usage_aggregates` (without `provider`).
+/// Creates `token_usage` and `usage_aggregates` (without `provider`).
 #[derive(Clone, Copy, Debug, DeriveMigrationName)]
-pub struct Migration;
-
-#[derive(DeriveIden)]
-enum Users {
-    Table,
-    Id,
-    Name,
-    IsActive,
-    MonthlyBudgetMicros,
-    RoutingStrategy,
-    CreatedAt,
-    UpdatedAt,
-}
-
-#[derive(DeriveIden)]
-enum AccessKeys {
-    Table,
-    Id,
-    UserId,
-    KeyHash,
-    KeyPrefix,
-    Name,
-    IsActive,
-    CreatedAt,
-    RevokedAt,
-    LastUsedAt,
-}
+pub(super) struct Migration;
 
 #[derive(DeriveIden)]
 enum TokenUsage {
@@ -81,19 +58,20 @@ fn count<T: IntoIden>(column: T) -> ColumnDef {
     big_integer(column).default(0).take()
 }
 
+/// `token_usage`, and where a rollback sets it aside.
+pub(super) const TOKEN_USAGE: (&str, &str) = ("token_usage", "token_usage_rollback");
+/// `usage_aggregates`, and where a rollback sets it aside.
+pub(super) const USAGE_AGGREGATES: (&str, &str) = ("usage_aggregates", "usage_aggregates_rollback");
+
 /// The tables of this migration, in creation order.
-const TABLES: [&str; 4] = ["users", "access_keys", "token_usage", "usage_aggregates"];
+const TABLES: [(&str, &str); 2] = [TOKEN_USAGE, USAGE_AGGREGATES];
 
-fn rollback_name(table: &str) -> String {
-    format!("{table}_rollback")
-}
-
-#[async_trait::async_trait]
+#[sea_orm_migration::async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for table in TABLES {
+        for (table, rollback) in TABLES {
             // A table an earlier rollback set aside comes back as it was.
-            if !rollback::take_back_table(manager, table, &rollback_name(table)).await? {
+            if !rollback::take_back_table(manager, table, rollback).await? {
                 create(manager, table).await?;
             }
         }
@@ -102,8 +80,8 @@ impl MigrationTrait for Migration {
 
     /// Sets every table aside (renamed to `*_rollback`): rolling back never deletes usage.
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for table in TABLES.iter().rev() {
-            rollback::set_aside_table(manager, table, &rollback_name(table)).await?;
+        for (table, rollback) in TABLES.into_iter().rev() {
+            rollback::set_aside_table(manager, table, rollback).await?;
         }
         Ok(())
     }
@@ -114,11 +92,10 @@ impl MigrationTrait for Migration {
 }
 
 async fn create(manager: &SchemaManager<'_>, table: &str) -> Result<(), DbErr> {
-    match table {
-        "users" => create_users(manager).await,
-        "access_keys" => create_access_keys(manager).await,
-        "token_usage" => create_token_usage(manager).await,
-        _ => create_usage_aggregates(manager).await,
+    if table == TOKEN_USAGE.0 {
+        create_token_usage(manager).await
+    } else {
+        create_usage_aggregates(manager).await
     }
 }
 
@@ -138,56 +115,6 @@ async fn index<C: IntoIden + 'static>(
         index.unique();
     }
     manager.create_index(index.to_owned()).await
-}
-
-async fn create_users(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
-    manager
-        .create_table(
-            Table::create()
-                .table(Users::Table)
-                .col(uuid(Users::Id).primary_key())
-                .col(text(Users::Name))
-                .col(boolean(Users::IsActive).default(true))
-                .col(big_integer_null(Users::MonthlyBudgetMicros))
-                .col(string_len(Users::RoutingStrategy, 32).default("plan_first"))
-                .col(timestamp_with_time_zone(Users::CreatedAt))
-                .col(timestamp_with_time_zone(Users::UpdatedAt))
-                .to_owned(),
-        )
-        .await
-}
-
-async fn create_access_keys(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
-    manager
-        .create_table(
-            Table::create()
-                .table(AccessKeys::Table)
-                .col(uuid(AccessKeys::Id).primary_key())
-                .col(uuid(AccessKeys::UserId))
-                .col(string_len_uniq(AccessKeys::KeyHash, 64))
-                .col(string_len(AccessKeys::KeyPrefix, 16))
-                .col(text_null(AccessKeys::Name))
-                .col(boolean(AccessKeys::IsActive).default(true))
-                .col(timestamp_with_time_zone(AccessKeys::CreatedAt))
-                .col(timestamp_with_time_zone_null(AccessKeys::RevokedAt))
-                .col(timestamp_with_time_zone_null(AccessKeys::LastUsedAt))
-                .foreign_key(
-                    ForeignKey::create()
-                        .from(AccessKeys::Table, AccessKeys::UserId)
-                        .to(Users::Table, Users::Id)
-                        .on_delete(ForeignKeyAction::Cascade),
-                )
-                .to_owned(),
-        )
-        .await?;
-    index(
-        manager,
-        "ix_access_keys_user",
-        AccessKeys::Table,
-        [AccessKeys::UserId],
-        false,
-    )
-    .await
 }
 
 /// The ledger: one row per request. No foreign keys: usage outlives users and keys.

@@ -4,17 +4,22 @@
 //! cannot represent in the older schema goes to a `*_rollback` table; the next `up`
 //! restores it and drops that table. A rollback table that is already there is an
 //! error, never overwritten.
+//!
+//! For migrations on Postgres or SQLite; table and column names are quoted.
 
 use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend, Statement};
+
+use super::has_table;
 
 fn quote(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))
 }
 
-fn list(columns: &[&str]) -> String {
+fn list(columns: &[impl AsRef<str>]) -> String {
     columns
         .iter()
-        .map(|c| quote(c))
+        .map(|c| quote(c.as_ref()))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -24,8 +29,31 @@ async fn run(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
     Ok(())
 }
 
+async fn exists(manager: &SchemaManager<'_>, table: &str) -> Result<bool, DbErr> {
+    has_table(manager.get_connection(), table).await
+}
+
+/// The columns of `table`, in their order.
+async fn columns_of(manager: &SchemaManager<'_>, table: &str) -> Result<Vec<String>, DbErr> {
+    let backend = manager.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "SELECT column_name AS name FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position"
+        }
+        _ => "SELECT name FROM pragma_table_info(?) ORDER BY cid",
+    };
+    manager
+        .get_connection()
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, [table.into()]))
+        .await?
+        .iter()
+        .map(|row| row.try_get("", "name"))
+        .collect()
+}
+
 async fn ensure_free(manager: &SchemaManager<'_>, rollback: &str) -> Result<(), DbErr> {
-    if manager.has_table(rollback).await? {
+    if exists(manager, rollback).await? {
         return Err(DbErr::Migration(format!(
             "table {rollback} already holds data set aside by an earlier rollback; \
              run the migration up to restore it, or move it away, before rolling back again"
@@ -35,7 +63,7 @@ async fn ensure_free(manager: &SchemaManager<'_>, rollback: &str) -> Result<(), 
 }
 
 /// Renames `table` to `rollback` (a whole table the older schema does not have).
-pub(crate) async fn set_aside_table(
+pub async fn set_aside_table(
     manager: &SchemaManager<'_>,
     table: &str,
     rollback: &str,
@@ -49,12 +77,12 @@ pub(crate) async fn set_aside_table(
 }
 
 /// Renames `rollback` back to `table` if it exists; returns whether it did.
-pub(crate) async fn take_back_table(
+pub async fn take_back_table(
     manager: &SchemaManager<'_>,
     table: &str,
     rollback: &str,
 ) -> Result<bool, DbErr> {
-    if !manager.has_table(rollback).await? {
+    if !exists(manager, rollback).await? {
         return Ok(false);
     }
     run(
@@ -66,7 +94,7 @@ pub(crate) async fn take_back_table(
 }
 
 /// Moves the rows of `table` matching `condition` (SQL) into `rollback`.
-pub(crate) async fn set_aside_rows(
+pub async fn set_aside_rows(
     manager: &SchemaManager<'_>,
     table: &str,
     condition: &str,
@@ -82,17 +110,18 @@ pub(crate) async fn set_aside_rows(
     run(manager, &format!("DELETE FROM {table} WHERE {condition}")).await
 }
 
-/// Moves the rows kept in `rollback` back into `table` (the given columns) and drops it.
-pub(crate) async fn take_back_rows(
+/// Moves the rows kept in `rollback` back into `table` (every column `rollback` has,
+/// which `table` must have again) and drops it.
+pub async fn take_back_rows(
     manager: &SchemaManager<'_>,
     table: &str,
-    columns: &[&str],
     rollback: &str,
 ) -> Result<(), DbErr> {
-    if !manager.has_table(rollback).await? {
+    if !exists(manager, rollback).await? {
         return Ok(());
     }
-    let columns = list(columns);
+    let columns = columns_of(manager, rollback).await?;
+    let columns = list(&columns);
     let (table, rollback) = (quote(table), quote(rollback));
     run(
         manager,
@@ -103,7 +132,7 @@ pub(crate) async fn take_back_rows(
 }
 
 /// Copies `key` and `columns` of every row into `rollback`, then drops the columns.
-pub(crate) async fn set_aside_columns(
+pub async fn set_aside_columns(
     manager: &SchemaManager<'_>,
     table: &str,
     key: &str,
@@ -135,14 +164,14 @@ pub(crate) async fn set_aside_columns(
 
 /// Puts the columns kept in `rollback` back into `table` (matching rows by `key`), and
 /// drops it. The columns must exist again.
-pub(crate) async fn take_back_columns(
+pub async fn take_back_columns(
     manager: &SchemaManager<'_>,
     table: &str,
     key: &str,
     columns: &[&str],
     rollback: &str,
 ) -> Result<(), DbErr> {
-    if !manager.has_table(rollback).await? {
+    if !exists(manager, rollback).await? {
         return Ok(());
     }
     let (table_q, rollback_q, key_q) = (quote(table), quote(rollback), quote(key));

@@ -78,9 +78,7 @@ impl MigratorTrait for ServerMigrator {
     where
         C: IntoSchemaManagerConnection<'c>,
     {
-        let db = db.into_database_executor();
-        Self::SCHEMA.drop_tables(&db).await?;
-        Self::up(db, None).await
+        Self::SCHEMA.fresh::<Self>(db).await
     }
 }
 

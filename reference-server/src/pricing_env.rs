@@ -123,21 +123,9 @@ fn invalid(variable: &str, path: &str, reason: &str) -> PricingError {
 mod tests {
     use std::str::FromStr;
 
-    use chrono::NaiveDate;
     use rust_decimal::Decimal;
-    use usage_layer::pricing::Prices;
 
     use super::*;
-
-    fn dec(text: &str) -> Decimal {
-        Decimal::from_str(text).unwrap()
-    }
-
-    fn prices(catalog: &PriceCatalog, provider: &Provider, region: &str, model: &str) -> Prices {
-        let snapshot = catalog.lookup(provider, Some(region), model).unwrap();
-        assert_eq!(snapshot.region, region);
-        snapshot.prices
-    }
 
     fn defaults_with(
         model_pricing: Option<&str>,
@@ -146,101 +134,43 @@ mod tests {
         merge(PriceCatalog::defaults(), model_pricing, plan_pricing)
     }
 
-    const FULL_ENTRY: &str = r#"{
-        "input_price_per_million": "2.00",
-        "output_price_per_million": 10,
-        "cache_write_price_per_million": "2.5",
-        "cache_write_1h_price_per_million": 4.0,
-        "cache_read_price_per_million": "0.20",
-        "effective_date": "2026-01-01"
-    }"#;
-
-    fn full_prices() -> Prices {
-        Prices {
-            input: dec("2"),
-            output: dec("10"),
-            cache_write_5m: dec("2.5"),
-            cache_write_1h: dec("4"),
-            cache_read: dec("0.2"),
-        }
-    }
-
+    /// Every form of the two variables prices what its provider-keyed equivalent prices,
+    /// and nothing else.
     #[test]
-    fn provider_keyed_model_pricing() {
-        let catalog = defaults_with(
-            Some(&format!(
-                r#"{{"bedrock": {{"us-west-2": {{"us.anthropic.claude-sonnet-4-5-20250929-v1:0": {FULL_ENTRY}}}}},
-                    "plan": {{"global": {{"claude-sonnet-4-5": {{"output": "14"}}}}}}}}"#
-            )),
-            None,
-        )
-        .unwrap();
-
-        let west = catalog
-            .lookup(&Provider::BEDROCK, Some("us-west-2"), "claude-sonnet-4-5")
-            .unwrap();
-        assert_eq!(west.region, "us-west-2");
-        assert_eq!(west.prices, full_prices());
-        assert_eq!(
-            west.effective_date,
-            NaiveDate::from_ymd_opt(2026, 1, 1).unwrap()
+    fn each_form_reads_as_its_provider_keyed_equivalent() {
+        let entry =
+            r#"{"input": "2", "output": 10, "cache_read": "0.2", "effective_date": "2026-01-01"}"#;
+        let plan_and_bedrock = format!(
+            r#"{{"bedrock": {{"us-west-2": {{"claude-x": {entry}}}}}, "plan": {{"global": {{"claude-x": {entry}}}}}}}"#
         );
-        assert_eq!(
-            prices(&catalog, &Provider::PLAN, PLAN_REGION, "claude-sonnet-4-5").output,
-            dec("14")
-        );
-        // Bedrock's default region is untouched.
-        assert_eq!(
-            prices(
-                &catalog,
-                &Provider::BEDROCK,
-                "us-east-1",
-                "claude-sonnet-4-5"
-            )
-            .output,
-            dec("15")
-        );
-    }
-
-    #[test]
-    fn legacy_region_keyed_model_pricing_is_bedrock() {
-        let catalog = defaults_with(
-            Some(&format!(
-                r#"{{"eu-central-1": {{"claude-haiku-4-5": {FULL_ENTRY}}}}}"#
-            )),
-            None,
-        )
-        .unwrap();
-        assert_eq!(
-            prices(
-                &catalog,
-                &Provider::BEDROCK,
-                "eu-central-1",
-                "claude-haiku-4-5"
+        let bedrock_only = format!(r#"{{"bedrock": {{"eu-central-1": {{"claude-x": {entry}}}}}}}"#);
+        let plan_only = format!(r#"{{"plan": {{"global": {{"claude-x": {entry}}}}}}}"#);
+        for (model_pricing, plan_pricing, equivalent) in [
+            (Some(plan_and_bedrock.clone()), None, &plan_and_bedrock),
+            (
+                Some(format!(r#"{{"eu-central-1": {{"claude-x": {entry}}}}}"#)),
+                None,
+                &bedrock_only,
             ),
-            full_prices()
-        );
-        assert_eq!(
-            prices(&catalog, &Provider::PLAN, PLAN_REGION, "claude-haiku-4-5").input,
-            dec("1")
-        );
-    }
-
-    #[test]
-    fn plan_pricing_model_keyed_and_wrapped_in_global() {
-        for json in [
-            format!(r#"{{"claude-3-haiku": {FULL_ENTRY}}}"#),
-            format!(r#"{{"global": {{"claude-3-haiku": {FULL_ENTRY}}}}}"#),
+            (
+                None,
+                Some(format!(r#"{{"claude-x": {entry}}}"#)),
+                &plan_only,
+            ),
+            (
+                None,
+                Some(format!(r#"{{"global": {{"claude-x": {entry}}}}}"#)),
+                &plan_only,
+            ),
         ] {
-            let catalog = defaults_with(None, Some(&json)).unwrap();
-            let plan = catalog
-                .lookup(&Provider::PLAN, None, "claude-3-haiku")
+            let read = defaults_with(model_pricing.as_deref(), plan_pricing.as_deref()).unwrap();
+            let expected = PriceCatalog::defaults()
+                .merge_json(PriceTable::ByProvider, "equivalent", equivalent)
                 .unwrap();
-            assert_eq!(plan.prices, full_prices(), "{json}");
-            assert_eq!(
-                prices(&catalog, &Provider::BEDROCK, "us-east-1", "claude-3-haiku").input,
-                dec("0.25"),
-                "{json}"
+            assert!(read.entries().eq(expected.entries()), "{equivalent}");
+            assert!(
+                !read.entries().eq(PriceCatalog::defaults().entries()),
+                "{equivalent}"
             );
         }
     }
@@ -252,8 +182,14 @@ mod tests {
             Some(r#"{"claude-opus-4-5": {"input": "3"}}"#),
         )
         .unwrap();
-        let plan = prices(&catalog, &Provider::PLAN, PLAN_REGION, "claude-opus-4-5");
-        assert_eq!((plan.input, plan.output), (dec("3"), dec("2")));
+        let plan = catalog
+            .lookup(&Provider::PLAN, None, "claude-opus-4-5")
+            .unwrap()
+            .prices;
+        assert_eq!(
+            (plan.input, plan.output),
+            (Decimal::from_str("3").unwrap(), Decimal::TWO)
+        );
     }
 
     #[test]
@@ -269,19 +205,14 @@ mod tests {
     fn errors_name_the_variable_and_the_path_as_written() {
         for (model, plan, expected) in [
             (
-                Some(
-                    r#"{"bedrock": {"us-east-1": {"claude-sonnet-4-5": {"input_price_per_million": "abc"}}}}"#,
-                ),
+                Some(r#"{"bedrock": {"us-east-1": {"claude-x": {"input": 1}}}}"#),
                 None,
-                r#"PROXY_MODEL_PRICING: bedrock.us-east-1.claude-sonnet-4-5.input_price_per_million: not a decimal: "abc""#,
+                "PROXY_MODEL_PRICING: bedrock.us-east-1.claude-x.output_price_per_million: missing",
             ),
             (
-                Some(r#"{"us-east-1": {"claude-opus-4-5": {"cache_raed": "1"}}}"#),
+                Some(r#"{"us-east-1": {"claude-opus-4-5": {"cache_read": "x"}}}"#),
                 None,
-                "PROXY_MODEL_PRICING: us-east-1.claude-opus-4-5.cache_raed: unknown key; expected one of \
-                 input_price_per_million (input), output_price_per_million (output), \
-                 cache_write_price_per_million (cache_write), cache_write_1h_price_per_million (cache_write_1h), \
-                 cache_read_price_per_million (cache_read), effective_date",
+                r#"PROXY_MODEL_PRICING: us-east-1.claude-opus-4-5.cache_read: not a decimal: "x""#,
             ),
             (
                 None,
@@ -314,11 +245,6 @@ mod tests {
                 r#"PROXY_PLAN_PRICING: global: "global" wraps the whole table, so it must be the only top-level key"#,
             ),
             (
-                None,
-                Some(r#"{" us. ": {"input": "1"}}"#),
-                "PROXY_PLAN_PRICING:  us. : empty model id",
-            ),
-            (
                 Some(r#"{"plan": {"us-east-1": {"claude-opus-4-5": {"input": "1"}}}}"#),
                 None,
                 r#"PROXY_MODEL_PRICING: plan.us-east-1: plan prices live in region "global" only"#,
@@ -339,9 +265,9 @@ mod tests {
                 "PROXY_PLAN_PRICING: invalid JSON at line 1 column 1: EOF while parsing an object",
             ),
             (
-                Some(r#"{"us-east-1" 5}"#),
+                Some(r#"{"us-east-1": 5"#),
                 None,
-                "PROXY_MODEL_PRICING: invalid JSON at line 1 column 14: expected `:`",
+                "PROXY_MODEL_PRICING: invalid JSON at line 1 column 15: EOF while parsing an object",
             ),
         ] {
             assert_eq!(

@@ -164,10 +164,14 @@ impl Router {
         if Routing::from_stored(&caller.user.routing_strategy) == Routing::BedrockOnly {
             return match &target {
                 Some(target) => self.bedrock(caller, target, headers, &body, None).await,
-                None => anthropic_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request_error",
-                    "this access key routes to Bedrock only, and Bedrock cannot serve this model",
+                // The refusal is Bedrock's route's: said so, so stores and metrics agree.
+                None => labelled(
+                    anthropic_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request_error",
+                        "this access key routes to Bedrock only, and Bedrock cannot serve this model",
+                    ),
+                    Provider::BEDROCK,
                 ),
             };
         }
@@ -295,7 +299,7 @@ impl Router {
                 limit_micros,
                 resets_at,
             }) => {
-                let mut response = anthropic_error(
+                let response = anthropic_error(
                     StatusCode::TOO_MANY_REQUESTS,
                     "rate_limit_error",
                     &format!(
@@ -305,16 +309,16 @@ impl Router {
                         resets_at.to_rfc3339()
                     ),
                 );
-                response.extensions_mut().insert(Provider::BEDROCK);
-                response
+                labelled(response, Provider::BEDROCK)
             }
             Err(error) => {
                 tracing::error!(%error, "budget check failed");
-                anthropic_error(
+                let response = anthropic_error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "api_error",
                     "the budget could not be checked; try again",
-                )
+                );
+                labelled(response, Provider::BEDROCK)
             }
         }
     }

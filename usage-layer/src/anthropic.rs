@@ -96,6 +96,17 @@ impl Usage {
         take(&mut self.reasoning_tokens, newer.reasoning_tokens);
     }
 
+    /// The four billed counts by a short name — `input`, `output`, `cache_read`,
+    /// `cache_write` — as metrics label them; `None`: not reported.
+    pub fn billed_counts(&self) -> [(&'static str, Option<u64>); 4] {
+        [
+            ("input", self.input_tokens),
+            ("output", self.output_tokens),
+            ("cache_read", self.cache_read_input_tokens),
+            ("cache_write", self.cache_creation_input_tokens),
+        ]
+    }
+
     /// `true` when no field was reported at all.
     pub fn is_empty(&self) -> bool {
         *self == Usage::default()

@@ -82,7 +82,6 @@ use std::sync::Arc;
 use metrics::{Label, SharedString, Unit};
 
 use super::UsageSink;
-use crate::anthropic::Usage;
 use crate::pricing::{PriceCatalog, normalize_model_id, to_micros};
 use crate::record::{Format, Provider, UsageRecord};
 
@@ -339,7 +338,7 @@ impl UsageSink for MetricsSink {
         self.counter(Metric::Requests, labels.clone()).increment(1);
 
         let usage = &record.usage;
-        for (kind, tokens) in token_counts(usage) {
+        for (kind, tokens) in usage.billed_counts() {
             if let Some(tokens) = tokens {
                 let mut labels = labels.clone();
                 labels.push(Label::from_static_parts("type", kind));
@@ -373,16 +372,6 @@ impl UsageSink for MetricsSink {
     }
 }
 
-/// The counts of `llm_usage_tokens_total`, by their `type` label; `None`: not reported.
-fn token_counts(usage: &Usage) -> [(&'static str, Option<u64>); 4] {
-    [
-        ("input", usage.input_tokens),
-        ("output", usage.output_tokens),
-        ("cache_read", usage.cache_read_input_tokens),
-        ("cache_write", usage.cache_creation_input_tokens),
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -392,6 +381,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::anthropic::Usage;
     use crate::record::{Outcome, RequestId};
 
     /// Series name and sorted `label=value` pairs.
@@ -743,7 +733,7 @@ mod tests {
                 let mut add = |what, value| *expected.entry((provider.to_owned(), what)).or_default() += value;
                 add("requests", 1);
                 let usage = &record.usage;
-                for (kind, tokens) in token_counts(usage) {
+                for (kind, tokens) in usage.billed_counts() {
                     if let Some(tokens) = tokens {
                         add(kind, tokens);
                     }

@@ -160,12 +160,7 @@ impl Aggregate {
             );
         }
         let usage = &record.usage;
-        for (kind, tokens) in [
-            ("input", usage.input_tokens),
-            ("output", usage.output_tokens),
-            ("cache_read", usage.cache_read_input_tokens),
-            ("cache_write", usage.cache_creation_input_tokens),
-        ] {
+        for (kind, tokens) in usage.billed_counts() {
             if let Some(tokens) = tokens {
                 self.add(
                     "proxy.tokens",

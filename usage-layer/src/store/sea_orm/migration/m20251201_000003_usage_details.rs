@@ -12,7 +12,6 @@ pub(super) struct Migration;
 
 #[derive(Clone, Copy, DeriveIden)]
 enum TokenUsage {
-    Table,
     #[sea_orm(iden = "cache_write_5m_tokens")]
     CacheWrite5mTokens,
     #[sea_orm(iden = "cache_write_1h_tokens")]
@@ -69,37 +68,16 @@ fn columns() -> Vec<ColumnDef> {
     ]
 }
 
-fn names() -> Vec<String> {
-    columns()
-        .iter()
-        .map(|column| column.get_column_name())
-        .collect()
-}
-
 #[sea_orm_migration::async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for mut column in columns() {
-            // One column a statement: SQLite alters one thing at a time.
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(TokenUsage::Table)
-                        .add_column(&mut column)
-                        .to_owned(),
-                )
-                .await?;
-        }
-        let names = names();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        rollback::take_back_columns(manager, "token_usage", "request_id", &names, ROLLBACK).await
+        rollback::add_columns(manager, "token_usage", "request_id", columns(), ROLLBACK).await
     }
 
     /// The detail columns are kept aside (by `request_id`) and come back with the next `up`.
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let names = names();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        rollback::set_aside_columns(manager, "token_usage", "request_id", &names, ROLLBACK).await
+        rollback::set_aside_columns(manager, "token_usage", "request_id", &columns(), ROLLBACK)
+            .await
     }
 
     fn use_transaction(&self) -> Option<bool> {

@@ -24,7 +24,6 @@ pub(super) struct Migration;
 
 #[derive(Clone, Copy, DeriveIden)]
 enum TokenUsage {
-    Table,
     Labels,
     Format,
     ReasoningTokens,
@@ -53,13 +52,6 @@ fn columns() -> Vec<ColumnDef> {
         string_len_null(Format, 32),
         big_integer_null(ReasoningTokens),
     ]
-}
-
-fn names() -> Vec<String> {
-    columns()
-        .iter()
-        .map(|column| column.get_column_name())
-        .collect()
 }
 
 async fn run(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
@@ -143,24 +135,11 @@ impl MigrationTrait for Migration {
             }
         }
         nobody(manager, NIL_UUID, "").await?;
-        for mut column in columns() {
-            // One column a statement: SQLite alters one thing at a time.
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(TokenUsage::Table)
-                        .add_column(&mut column)
-                        .to_owned(),
-                )
-                .await?;
-        }
-        let names = names();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        rollback::take_back_columns(
+        rollback::add_columns(
             manager,
             "token_usage",
             "request_id",
-            &names,
+            columns(),
             COLUMNS_ROLLBACK,
         )
         .await?;
@@ -187,13 +166,11 @@ impl MigrationTrait for Migration {
                 .join(" OR ");
             rollback::set_aside_rows(manager, table, &foreign, rollback).await?;
         }
-        let names = names();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
         rollback::set_aside_columns(
             manager,
             "token_usage",
             "request_id",
-            &names,
+            &columns(),
             COLUMNS_ROLLBACK,
         )
         .await?;

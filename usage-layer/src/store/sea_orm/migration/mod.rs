@@ -45,7 +45,7 @@
 //!
 //! Every `down` keeps what the older schema cannot hold aside (in a `*_rollback` table,
 //! see [`rollback`]) and the next `up` puts it back, so `up → down → up` loses nothing.
-//! [`MigratorTrait::fresh`] drops this schema's tables only (see [`OwnedSchema::drop_tables`]),
+//! [`MigratorTrait::fresh`] drops this schema's tables only (see [`OwnedSchema::fresh`]),
 //! not every table of the database as sea-orm's default does.
 //!
 //! Money is stored as integer **micro-USD** (`*_micros`, `BIGINT`): exact on every
@@ -138,9 +138,7 @@ impl MigratorTrait for UsageMigrator {
     where
         C: IntoSchemaManagerConnection<'c>,
     {
-        let db = db.into_database_executor();
-        Self::SCHEMA.drop_tables(&db).await?;
-        Self::up(db, None).await
+        Self::SCHEMA.fresh::<Self>(db).await
     }
 }
 

@@ -131,27 +131,32 @@ pub async fn take_back_rows(
     run(manager, &format!("DROP TABLE {rollback}")).await
 }
 
+fn names(columns: &[ColumnDef]) -> Vec<String> {
+    columns.iter().map(ColumnDef::get_column_name).collect()
+}
+
 /// Copies `key` and `columns` of every row into `rollback`, then drops the columns.
 pub async fn set_aside_columns(
     manager: &SchemaManager<'_>,
     table: &str,
     key: &str,
-    columns: &[&str],
+    columns: &[ColumnDef],
     rollback: &str,
 ) -> Result<(), DbErr> {
     ensure_free(manager, rollback).await?;
+    let columns = names(columns);
     run(
         manager,
         &format!(
             "CREATE TABLE {} AS SELECT {}, {} FROM {}",
             quote(rollback),
             quote(key),
-            list(columns),
+            list(&columns),
             quote(table)
         ),
     )
     .await?;
-    for column in columns {
+    for column in &columns {
         // One column a statement: SQLite alters one thing at a time.
         run(
             manager,
@@ -162,20 +167,32 @@ pub async fn set_aside_columns(
     Ok(())
 }
 
-/// Puts the columns kept in `rollback` back into `table` (matching rows by `key`), and
-/// drops it. The columns must exist again.
-pub async fn take_back_columns(
+/// Adds `columns` to `table`, then puts back the values an earlier
+/// [`set_aside_columns`] kept in `rollback` (matching rows by `key`), and drops it.
+pub async fn add_columns(
     manager: &SchemaManager<'_>,
     table: &str,
     key: &str,
-    columns: &[&str],
+    columns: Vec<ColumnDef>,
     rollback: &str,
 ) -> Result<(), DbErr> {
+    let names = names(&columns);
+    for mut column in columns {
+        // One column a statement: SQLite alters one thing at a time.
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Alias::new(table))
+                    .add_column(&mut column)
+                    .to_owned(),
+            )
+            .await?;
+    }
     if !exists(manager, rollback).await? {
         return Ok(());
     }
     let (table_q, rollback_q, key_q) = (quote(table), quote(rollback), quote(key));
-    let assignments = columns
+    let assignments = names
         .iter()
         .map(|column| {
             let column = quote(column);

@@ -7,6 +7,7 @@ use sea_orm_migration::sea_orm::{
     ConnectionTrait, DbErr, DynIden, Schema, TransactionSession, TransactionTrait,
 };
 use sea_orm_migration::seaql_migrations::{self, Column};
+use sea_orm_migration::{IntoSchemaManagerConnection, MigratorTrait};
 
 use super::has_table;
 
@@ -19,8 +20,8 @@ const DEFAULT_TRACKING_TABLE: &str = "seaql_migrations";
 ///
 /// A migrator overrides [`MigratorTrait`](super::MigratorTrait)'s
 /// `migration_table_name` with [`tracking_table_iden`](Self::tracking_table_iden),
-/// `install` with [`install`](Self::install), and `fresh` with
-/// [`drop_tables`](Self::drop_tables) followed by `up` (as [`UsageMigrator`](super::UsageMigrator) does).
+/// `install` with [`install`](Self::install), and `fresh` with [`fresh`](Self::fresh)
+/// (as [`UsageMigrator`](super::UsageMigrator) does).
 #[derive(Clone, Copy, Debug)]
 pub struct OwnedSchema {
     /// The table its migrations are recorded in.
@@ -87,9 +88,20 @@ impl OwnedSchema {
         Ok(())
     }
 
-    /// Drops every table of this schema, set-aside data and tracking table included,
-    /// in one transaction (what `fresh` does before migrating up again). No other table
-    /// is touched.
+    /// Drops every table of this schema, set-aside data and tracking table included (in
+    /// one transaction), then applies every migration of `M`. No other table is touched,
+    /// unlike sea-orm's default `fresh`, which drops every table of the database.
+    pub async fn fresh<'c, M: MigratorTrait>(
+        &self,
+        db: impl IntoSchemaManagerConnection<'c>,
+    ) -> Result<(), DbErr> {
+        let db = db.into_database_executor();
+        self.drop_tables(&db).await?;
+        M::up(db, None).await
+    }
+
+    /// Drops every table of this schema, set-aside data and tracking table included, in
+    /// one transaction. No other table is touched.
     pub async fn drop_tables<C: ConnectionTrait + TransactionTrait>(
         &self,
         db: &C,

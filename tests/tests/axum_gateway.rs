@@ -226,18 +226,20 @@ async fn as_a_route_layer_only_the_model_routes_are_metered() {
     assert!(sink.is_empty(), "no record for /health or a 404");
 }
 
+/// The caller a bearer token stands for, if the request has one.
+fn caller_of(headers: &http::HeaderMap) -> Option<Caller> {
+    let token = headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok()?.strip_prefix("Bearer "))?;
+    Some(Caller::user(format!("team-{token}")).with_access_key(format!("key-{token}")))
+}
+
 /// Authentication by a bearer token; labels the request with the caller, and the
 /// response too when `label_response`.
 async fn authenticate(label_response: bool, mut request: Request, next: Next) -> Response {
-    let token = request
-        .headers()
-        .get("authorization")
-        .and_then(|value| value.to_str().ok()?.strip_prefix("Bearer "))
-        .map(str::to_owned);
-    let Some(token) = token else {
+    let Some(caller) = caller_of(request.headers()) else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
-    let caller = Caller::user(format!("team-{token}")).with_access_key(format!("key-{token}"));
     request.extensions_mut().insert(caller.clone());
     let mut response = next.run(request).await;
     if label_response {
@@ -303,14 +305,10 @@ async fn authentication_before_or_after_the_layer() {
     let sink = MemorySink::new();
     let layer = UsageLayer::new(sink.clone()).on_request(
         |request: &Request<Body>, record: &mut UsageRecord| {
-            let token = request
-                .headers()
-                .get("authorization")
-                .and_then(|value| value.to_str().ok()?.strip_prefix("Bearer "));
-            if let Some(token) = token {
-                record.caller =
-                    Caller::user(format!("team-{token}")).with_access_key(format!("key-{token}"));
-                record.labels.insert("team", format!("team-{token}"));
+            if let Some(caller) = caller_of(request.headers()) {
+                let team = caller.user_id.clone().unwrap_or_default();
+                record.caller = caller;
+                record.labels.insert("team", team);
             }
         },
     );

@@ -349,6 +349,66 @@ async fn unknown_models_are_unpriced_and_long_ids_fit() {
     }
 }
 
+/// Caller ids and provider names are indexed: Postgres refuses an index entry over ~2.7 kB,
+/// and with it the whole batch, on every retry. The store cuts them as the layer does.
+#[tokio::test]
+async fn over_long_caller_ids_and_providers_are_cut_not_refused() {
+    for db in TestDb::all().await {
+        let store = store(&db);
+        let long_user = format!("team-{}", "u".repeat(5_000));
+        let long_key = "k".repeat(3_000);
+        let long_provider = format!("provider-{}", "p".repeat(4_000));
+        let mut first = record(
+            Provider::new(long_provider.clone()),
+            Caller::user(&long_user).with_access_key(&long_key),
+            "claude-sonnet-4-5",
+            usage(10, 5, 0, 0),
+            at(7, 0),
+        );
+        first.fallback = Some(Fallback {
+            from: Provider::new(long_provider),
+            reason: "rate_limited".into(),
+        });
+        let mut second = first.clone();
+        second.request_id = RequestId::new();
+        let mut cut_by_the_layer = second.clone();
+        cut_by_the_layer.request_id = RequestId::new();
+        assert!(cut_by_the_layer.bound_ids());
+        store
+            .write_batch(&[first, second, cut_by_the_layer])
+            .await
+            .unwrap();
+
+        let rows = rows(&db).await;
+        assert_eq!(rows.len(), 3);
+        for row in &rows {
+            let user = row.user_id.as_deref().unwrap();
+            assert_eq!(user.len(), Caller::MAX_ID_LEN);
+            assert!(user.starts_with("team-uuu"));
+            assert_eq!(
+                row.access_key_id.as_deref().unwrap().len(),
+                Caller::MAX_ID_LEN
+            );
+            assert_eq!(row.provider.len(), Provider::MAX_LEN);
+            assert_eq!(row.fallback_from.as_ref(), Some(&row.provider));
+            // The same ids, cut the same way, whoever cut them: one bucket.
+            assert_eq!(row.user_id, rows[0].user_id);
+            assert_eq!(row.provider, rows[0].provider);
+        }
+        for kind in BucketType::ALL {
+            let buckets = aggregates(&db, kind).await;
+            assert_eq!(
+                buckets.len(),
+                1,
+                "one {kind:?} bucket for the three requests"
+            );
+            assert_eq!(buckets[0].total_requests, 3);
+        }
+        assert_aggregates_match_rows(&db, &Buckets::default()).await;
+        db.close().await;
+    }
+}
+
 #[tokio::test]
 async fn a_record_without_a_provider_is_stored_as_bedrock() {
     for db in TestDb::all().await {

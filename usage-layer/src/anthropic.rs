@@ -258,24 +258,30 @@ pub(crate) enum EventKind {
 impl EventKind {
     /// The kind an SSE event name or a JSON `"type"` names.
     ///
-    /// Anthropic's names first, by length and bytes as the compiler matches them; the
-    /// Responses names only for a name that starts with `r`, so the names nearly every
-    /// event has (`content_block_delta`, `ping`) fall through at the first byte.
+    /// Inline, and a byte's test for the names nearly every event has
+    /// (`content_block_delta`, `ping`): every name we read starts with `m`, `e` or `r`,
+    /// and only those go on to be compared, out of line.
     #[inline]
     pub(crate) fn from_name(name: &[u8]) -> Self {
+        match name.first() {
+            Some(b'm' | b'e' | b'r') => Self::from_read_name(name),
+            _ => Self::Other,
+        }
+    }
+
+    #[inline(never)]
+    fn from_read_name(name: &[u8]) -> Self {
         match name {
             b"message_start" => Self::MessageStart,
             b"message_delta" => Self::MessageDelta,
             b"message_stop" => Self::MessageStop,
             b"error" => Self::Error,
             b"message" => Self::Message,
-            _ if name.first() == Some(&b'r') => Self::from_response_name(name),
-            _ => Self::Other,
+            _ => Self::from_response_name(name),
         }
     }
 
-    /// The Responses API's names (`response.completed`, …), out of line: they are rare.
-    #[inline(never)]
+    /// The Responses API's names (`response.completed`, …).
     fn from_response_name(name: &[u8]) -> Self {
         match name.strip_prefix(b"response.") {
             Some(b"created" | b"in_progress") => Self::ResponseStarted,

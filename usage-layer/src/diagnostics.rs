@@ -4,7 +4,8 @@
 //! endpoints, in front of a body it cannot read — does not fail a request: it makes
 //! records without a provider, a caller or usage. [`Diagnostics`] counts those records
 //! by what they lack and logs a `warn` the first time each gap is seen, with the reason,
-//! so it shows in the first minute rather than on next month's invoice.
+//! so it shows in the first minute rather than on next month's invoice. The same goes for
+//! ids too long for a store to index, which are cut ([`UsageRecord::bound_ids`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +14,7 @@ use http::StatusCode;
 
 use crate::anthropic::ParseIssue;
 use crate::format::Format;
-use crate::record::{Outcome, UsageRecord};
+use crate::record::{Caller, Outcome, Provider, UsageRecord};
 
 /// The counters of one [`UsageLayer`](crate::UsageLayer) (shared by its services);
 /// cloning shares them.
@@ -25,6 +26,7 @@ struct Counters {
     no_provider: AtomicU64,
     no_caller: AtomicU64,
     no_usage: AtomicU64,
+    oversized_id: AtomicU64,
 }
 
 /// How many records lacked what, since the layer was made.
@@ -37,6 +39,9 @@ pub struct Gaps {
     pub no_caller: u64,
     /// Successful (2xx) responses read to their end that reported no usage.
     pub no_usage: u64,
+    /// Records whose caller ids or provider name were longer than a store can index, and
+    /// were cut ([`UsageRecord::bound_ids`]).
+    pub oversized_id: u64,
 }
 
 impl Diagnostics {
@@ -47,12 +52,26 @@ impl Diagnostics {
             no_provider: counters.no_provider.load(Ordering::Relaxed),
             no_caller: counters.no_caller.load(Ordering::Relaxed),
             no_usage: counters.no_usage.load(Ordering::Relaxed),
+            oversized_id: counters.oversized_id.load(Ordering::Relaxed),
         }
     }
 
-    /// Counts what `record` lacks, and warns the first time each gap is seen.
-    pub(crate) fn check(&self, record: &UsageRecord) {
+    /// Cuts `record`'s over-long ids, counts what it lacks, and warns the first time each
+    /// gap is seen.
+    pub(crate) fn review(&self, record: &mut UsageRecord) {
         let counters = &self.0;
+        if record.bound_ids() && first(&counters.oversized_id) {
+            // The lengths, not the ids: an id that long may be a credential by mistake.
+            tracing::warn!(
+                request_id = %record.request_id,
+                "usage record with a caller id over {} bytes or a provider name over {} \
+                 bytes, longer than stores can index: cut to that length (its start and a \
+                 hash of the whole); counted in `Diagnostics::gaps().oversized_id`, not \
+                 logged again",
+                Caller::MAX_ID_LEN,
+                Provider::MAX_LEN,
+            );
+        }
         if record.provider.is_none() && first(&counters.no_provider) {
             tracing::warn!(
                 request_id = %record.request_id,
@@ -130,7 +149,7 @@ fn no_usage_reason(record: &UsageRecord) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Caller, Provider, RequestId};
+    use crate::record::RequestId;
 
     fn record(status: u16) -> UsageRecord {
         let mut record = UsageRecord::new(RequestId::new(), chrono::Utc::now());
@@ -141,16 +160,16 @@ mod tests {
     #[test]
     fn gaps_are_counted_by_what_records_lack() {
         let diagnostics = Diagnostics::default();
-        diagnostics.check(&record(200));
-        diagnostics.check(&record(404));
+        diagnostics.review(&mut record(200));
+        diagnostics.review(&mut record(404));
         let mut labelled = record(200);
         labelled.provider = Some(Provider::PLAN);
         labelled.caller = Caller::user("ada");
         labelled.usage.output_tokens = Some(1);
-        diagnostics.check(&labelled);
+        diagnostics.review(&mut labelled);
         let mut cut = record(200);
         cut.outcome = Outcome::ClientDisconnected;
-        diagnostics.check(&cut);
+        diagnostics.review(&mut cut);
         assert_eq!(
             diagnostics.clone().gaps(),
             Gaps {
@@ -158,7 +177,36 @@ mod tests {
                 no_caller: 3,
                 // The 404 and the disconnect had no usage to report.
                 no_usage: 1,
+                oversized_id: 0,
             }
         );
+    }
+
+    #[test]
+    fn over_long_ids_are_cut_and_counted() {
+        let diagnostics = Diagnostics::default();
+        let long = "k".repeat(3000);
+        let mut record = record(200);
+        record.caller = Caller::user("ada").with_access_key(&long);
+        record.provider = Some(Provider::new("p".repeat(100)));
+        diagnostics.review(&mut record);
+        let key = record.caller.access_key_id.as_deref().unwrap();
+        assert_eq!(key.len(), Caller::MAX_ID_LEN);
+        assert!(key.starts_with("kkk"));
+        assert_eq!(record.caller.user_id.as_deref(), Some("ada"));
+        assert_eq!(
+            record.provider.as_ref().unwrap().as_str().len(),
+            Provider::MAX_LEN
+        );
+        // The same id is cut the same way; another long id differently.
+        let mut again = self::record(200);
+        again.caller = Caller::access_key(&long);
+        diagnostics.review(&mut again);
+        assert_eq!(again.caller.access_key_id.as_deref(), Some(key));
+        let mut other = self::record(200);
+        other.caller = Caller::access_key(format!("{long}x"));
+        diagnostics.review(&mut other);
+        assert_ne!(other.caller.access_key_id.as_deref(), Some(key));
+        assert_eq!(diagnostics.gaps().oversized_id, 3);
     }
 }

@@ -120,6 +120,11 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The longest caller id kept as given, in bytes. Stores index caller ids (Postgres
+    /// refuses an index entry over ~2.7 kB, and the whole batch with it), so a longer one
+    /// is cut to this length by [`UsageRecord::bound_ids`].
+    pub const MAX_ID_LEN: usize = 256;
+
     /// A caller known by its user id.
     pub fn user(id: impl fmt::Display) -> Self {
         Self {
@@ -218,6 +223,10 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Labels {
 pub struct Provider(Cow<'static, str>);
 
 impl Provider {
+    /// The longest provider name kept as given, in bytes (the sea-orm store's column is a
+    /// `VARCHAR(32)`; see [`UsageRecord::bound_ids`]).
+    pub const MAX_LEN: usize = 32;
+
     /// The Anthropic API, on a subscription plan.
     pub const PLAN: Provider = Provider(Cow::Borrowed("plan"));
     /// Amazon Bedrock, pay per token.
@@ -439,6 +448,54 @@ impl UsageRecord {
             .as_deref()
             .or(self.requested_model.as_deref())
     }
+
+    /// Cuts the ids that stores index to the lengths they can index: caller ids to
+    /// [`Caller::MAX_ID_LEN`] bytes, the provider (and the fallback's) to
+    /// [`Provider::MAX_LEN`]. A cut id is its
+    /// first bytes, `~` and 16 hex digits of a hash of the whole id, so different long ids
+    /// stay different and the same id is always cut the same way. Returns whether anything
+    /// was cut.
+    ///
+    /// The layer does this to every record (and counts the cuts in its
+    /// [`Diagnostics`](crate::diagnostics::Diagnostics)); the stores do it again for the
+    /// records that reach them another way.
+    pub fn bound_ids(&mut self) -> bool {
+        let mut cut = false;
+        for id in [&mut self.caller.user_id, &mut self.caller.access_key_id]
+            .into_iter()
+            .flatten()
+        {
+            if let Cow::Owned(bounded) = bounded_id(id, Caller::MAX_ID_LEN) {
+                *id = bounded;
+                cut = true;
+            }
+        }
+        let fallback = self.fallback.as_mut().map(|fallback| &mut fallback.from);
+        for provider in [self.provider.as_mut(), fallback].into_iter().flatten() {
+            if let Cow::Owned(bounded) = bounded_id(provider.as_str(), Provider::MAX_LEN) {
+                *provider = Provider::new(bounded);
+                cut = true;
+            }
+        }
+        cut
+    }
+}
+
+/// `id` when it has at most `max` bytes; else its first bytes (on a character boundary),
+/// `~` and the first 16 hex digits of its UUIDv5 (SHA-1), `max` bytes at most in all.
+pub(crate) fn bounded_id(id: &str, max: usize) -> Cow<'_, str> {
+    const HASH_LEN: usize = 16;
+    if id.len() <= max {
+        return Cow::Borrowed(id);
+    }
+    let mut keep = max.saturating_sub(HASH_LEN + 1);
+    while !id.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    let hash = Uuid::new_v5(&Uuid::NAMESPACE_OID, id.as_bytes())
+        .simple()
+        .to_string();
+    Cow::Owned(format!("{}~{}", &id[..keep], &hash[..HASH_LEN]))
 }
 
 /// How the fields without a `Serialize` of their own are written.
@@ -505,5 +562,39 @@ mod tests {
         assert_eq!(json["outcome"], "completed");
         assert_eq!(json["usage"]["input_tokens"], 12);
         assert_eq!(json["usage"]["output_tokens"], serde_json::Value::Null);
+    }
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn a_cut_stays_on_a_character_boundary() {
+        // 'é' is two bytes: 200 of them straddle every odd cut.
+        let id = "é".repeat(200);
+        let cut = bounded_id(&id, Caller::MAX_ID_LEN);
+        assert!(cut.len() <= Caller::MAX_ID_LEN);
+        assert!(cut.starts_with("éé"));
+        assert_eq!(bounded_id("ada", Caller::MAX_ID_LEN), Cow::Borrowed("ada"));
+    }
+
+    proptest! {
+        /// For any id: a short one is kept as it is; a long one becomes at most `max`
+        /// bytes, starts with the id's own first bytes, and is cut again to itself.
+        #[test]
+        fn any_id_is_bounded(id in "\\PC{0,400}", max in 17usize..300) {
+            let cut = bounded_id(&id, max);
+            if id.len() <= max {
+                prop_assert_eq!(&*cut, &*id);
+            } else {
+                prop_assert!(cut.len() <= max);
+                let (head, _hash) = cut.rsplit_once('~').unwrap();
+                prop_assert!(id.starts_with(head));
+                prop_assert_eq!(&*bounded_id(&cut, max), &*cut);
+            }
+        }
     }
 }

@@ -328,7 +328,7 @@ impl<K: UsageSink> Recorder<K> {
         record.stop_reason = body.stop_reason;
         record.parse_issue = body.issue;
         record.duration = started.elapsed();
-        settings.diagnostics.check(&record);
+        settings.diagnostics.review(&mut record);
         sink.record(record);
     }
 
@@ -343,7 +343,7 @@ impl<K: UsageSink> Recorder<K> {
         } = self;
         record.outcome = outcome;
         record.duration = started.elapsed();
-        settings.diagnostics.check(&record);
+        settings.diagnostics.review(&mut record);
         sink.record(record);
     }
 }

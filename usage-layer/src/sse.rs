@@ -112,6 +112,11 @@ impl<const N: usize> Short<N> {
         len: 0,
     };
 
+    /// Empties the token; the bytes stay, unread (no copy of the whole array).
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
     fn push(&mut self, piece: &[u8]) {
         match self.bytes.get_mut(self.len..self.len + piece.len()) {
             Some(room) => {
@@ -351,7 +356,7 @@ impl Scanner {
                         }
                         Some(_) => {}
                     }
-                    self.name = Short::EMPTY;
+                    self.name.clear();
                     self.line = Line::Name;
                 }
                 Line::Name => {
@@ -425,7 +430,7 @@ impl Scanner {
 
     fn begin_value(&mut self, field: Field) {
         match field {
-            Field::Event => self.event_name = Short::EMPTY,
+            Field::Event => self.event_name.clear(),
             Field::Data => match self.data_mode {
                 Data::None => {
                     self.data_mode = match self.named {

@@ -7,7 +7,7 @@ use sea_orm::sea_query::Expr;
 
 use super::entity::{token_usage, usage_aggregates};
 use crate::pricing::{Cost, PriceCatalog, PriceSnapshot};
-use crate::record::{Labels, UsageRecord};
+use crate::record::{Caller, Labels, Provider, UsageRecord, bounded_id};
 use crate::store::buckets::BucketType;
 
 use crate::pricing::to_micros as micros;
@@ -23,7 +23,8 @@ fn optional_count(value: Option<u64>) -> Option<i64> {
 
 /// A caller id as stored: an empty id is no id (the aggregates' "nobody" is `""`).
 fn caller_id(id: Option<&str>) -> Option<String> {
-    id.filter(|id| !id.is_empty()).map(str::to_owned)
+    id.filter(|id| !id.is_empty())
+        .map(|id| bounded_id(id, Caller::MAX_ID_LEN).into_owned())
 }
 
 /// The labels as stored: a JSON object of strings, in key order; none when there are none.
@@ -183,7 +184,7 @@ impl UsageRow {
             user_id: caller_id(record.caller.user_id.as_deref()),
             access_key_id: caller_id(record.caller.access_key_id.as_deref()),
             model: record.model().unwrap_or("unknown").to_owned(),
-            provider: provider.as_str().to_owned(),
+            provider: bounded_id(provider.as_str(), Provider::MAX_LEN).into_owned(),
             input: count(usage.input_tokens),
             output: count(usage.output_tokens),
             cache_read: count(usage.cache_read_input_tokens),
@@ -198,7 +199,10 @@ impl UsageRow {
             outcome: record.outcome.as_str(),
             status_code: record.status.map(|status| i32::from(status.as_u16())),
             streaming: record.streaming,
-            fallback_from: record.fallback.as_ref().map(|f| f.from.as_str().to_owned()),
+            fallback_from: record
+                .fallback
+                .as_ref()
+                .map(|f| bounded_id(f.from.as_str(), Provider::MAX_LEN).into_owned()),
             fallback_reason: record.fallback.as_ref().map(|f| f.reason.to_string()),
             error_type: record.error_type.clone(),
             stop_reason: record.stop_reason.clone(),

@@ -33,9 +33,9 @@ struct Counters {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Gaps {
-    /// Records nobody labelled with a [`Provider`](crate::Provider).
+    /// Records nobody labelled with a [`Provider`].
     pub no_provider: u64,
-    /// Records without a [`Caller`](crate::Caller) (neither user nor key).
+    /// Records without a [`Caller`] (neither user nor key).
     pub no_caller: u64,
     /// Successful (2xx) responses read to their end that reported no usage.
     pub no_usage: u64,

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use axum::Router as Routes;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Response, StatusCode, Uri};
 use axum::middleware::{self, Next};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -19,6 +20,7 @@ use tower_http::trace::TraceLayer;
 use usage_layer::sink::UsageSink;
 use usage_layer::{Caller, RequestId, UsageLayer};
 
+use crate::deadline::{BodyTimeout, RequestDeadline, Watched};
 use crate::error::anthropic_error;
 
 const X_REQUEST_ID: &str = "x-request-id";
@@ -32,6 +34,36 @@ pub struct Limits {
     pub max_request_bytes: usize,
     /// Time to the response headers (504 after it).
     pub response_timeout: std::time::Duration,
+    /// Time to receive a request's whole body (408 after it).
+    pub client_body_timeout: std::time::Duration,
+}
+
+/// What upstream response bodies may do (see [`crate::deadline::Watched`]).
+#[derive(Clone, Debug)]
+pub struct UpstreamBodies {
+    /// The longest silence of an upstream body before it is cut.
+    pub idle_timeout: std::time::Duration,
+    /// Cancelled when the shutdown deadline passes: every open upstream body is cut.
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl UpstreamBodies {
+    /// `response`, its body watched.
+    fn watch(&self, response: Response<Body>) -> Response<Body> {
+        let event_stream = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("text/event-stream"));
+        response.map(|body| {
+            Body::new(Watched::new(
+                body,
+                self.idle_timeout,
+                self.shutdown.clone(),
+                event_stream,
+            ))
+        })
+    }
 }
 
 /// What the handlers share.
@@ -55,6 +87,10 @@ pub struct AppState {
     pub usage_writer: usage_layer::sink::BatchWriter,
     /// The Prometheus recorder `/metrics` renders; `None` when metrics are off.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Whether the database answers, and whether it is migrated.
+    pub database: Arc<crate::database::DatabaseHealth>,
+    /// Idle timeout and shutdown cut of upstream bodies.
+    pub upstream_bodies: UpstreamBodies,
 }
 
 /// `/ak/{key}/rest` ⇒ `/ak/<redacted>/rest`: the key never reaches a log line.
@@ -107,6 +143,10 @@ where
         // One limit, enforced before the body is read (413), instead of axum's default.
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(limits.max_request_bytes))
+        // The whole body within its time (408), however slowly it trickles in.
+        .layer(middleware::map_request(move |request: Request| async move {
+            request.map(|body| Body::new(RequestDeadline::new(body, limits.client_body_timeout)))
+        }))
         // Up to the response headers only: a stream, once started, is never cut.
         .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, limits.response_timeout))
         .layer(CatchPanicLayer::new())
@@ -199,12 +239,13 @@ async fn messages(
     axum::Extension(caller): axum::Extension<Authenticated>,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    FullBody(body): FullBody,
 ) -> Response<Body> {
-    state
+    let response = state
         .router
         .messages(&caller, &upstream_path(&uri), &headers, body)
-        .await
+        .await;
+    state.upstream_bodies.watch(response)
 }
 
 /// Plan only, no usage (counting tokens is free).
@@ -212,7 +253,7 @@ async fn count_tokens(
     State(state): State<Arc<AppState>>,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    FullBody(body): FullBody,
 ) -> Response<Body> {
     match state
         .router
@@ -220,8 +261,36 @@ async fn count_tokens(
         .send(&upstream_path(&uri), &headers, body)
         .await
     {
-        Ok(response) => response.map(Body::new),
+        Ok(response) => state.upstream_bodies.watch(response.map(Body::new)),
         Err(failure) => failure.into_response(),
+    }
+}
+
+/// A request's whole body: 413 over the size limit, 408 when it does not arrive within
+/// the client body timeout (and the connection is closed: the rest of the body is never
+/// read).
+#[derive(Debug)]
+struct FullBody(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for FullBody {
+    type Rejection = Response<Body>;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Bytes::from_request(request, state).await {
+            Ok(body) => Ok(Self(body)),
+            Err(rejection) if BodyTimeout::is_in(&rejection) => {
+                let mut response = anthropic_error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "the request body did not arrive in time",
+                );
+                response
+                    .headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                Err(response)
+            }
+            Err(rejection) => Err(rejection.into_response()),
+        }
     }
 }
 
@@ -230,22 +299,59 @@ async fn probe() -> StatusCode {
     StatusCode::OK
 }
 
-/// `200` while the server serves; `degraded` while usage waits in the spool (the database
-/// is down or behind), with the writer's backlog.
+/// `200` while the server serves. `degraded` (with the reasons) while the database does
+/// not answer or is not migrated yet, while usage waits in the spool or has been lost, or
+/// while the usage queue is deep or its oldest record old; the writer's backlog with it.
 async fn health(State(state): State<Arc<AppState>>) -> axum::Json<serde_json::Value> {
     let usage = state.usage_writer.stats();
+    let lost = usage.failed + usage.dropped;
+    let oldest_age_secs = usage
+        .oldest_unwritten
+        .map(|at| (chrono::Utc::now() - at).num_seconds().max(0));
+    let database_down = state.database.last_failed();
+    let mut reasons = Vec::new();
+    if database_down {
+        reasons.push("database_unreachable");
+    }
+    if !state.database.is_migrated() {
+        reasons.push("database_not_migrated");
+    }
+    if usage.spooled > 0 {
+        reasons.push("usage_spooled");
+    }
+    if lost > 0 {
+        reasons.push("usage_lost");
+    }
+    if usage.queue_depth >= HEALTH_QUEUE_DEPTH {
+        reasons.push("usage_queue_deep");
+    }
+    if oldest_age_secs.is_some_and(|age| age >= HEALTH_OLDEST_SECS) {
+        reasons.push("usage_behind");
+    }
     axum::Json(serde_json::json!({
-        "status": if usage.spooled > 0 { "degraded" } else { "ok" },
+        "status": if reasons.is_empty() { "ok" } else { "degraded" },
+        "reasons": reasons,
+        "database": {
+            "reachable": !database_down,
+            "migrated": state.database.is_migrated(),
+        },
         "usage": {
             "queue_depth": usage.queue_depth,
             "spooled": usage.spooled,
             "spool_bytes": usage.spool_bytes,
             "oldest_unwritten": usage.oldest_unwritten,
+            "oldest_unwritten_age_secs": oldest_age_secs,
             "written": usage.written,
-            "lost": usage.failed + usage.dropped,
+            "lost": lost,
+            "lost_spool_full": usage.spool_refused,
         },
     }))
 }
+
+/// Usage records waiting in memory from which `/health` says `degraded`.
+const HEALTH_QUEUE_DEPTH: u64 = 10_000;
+/// The age in seconds of the oldest unwritten record from which `/health` says `degraded`.
+const HEALTH_OLDEST_SECS: i64 = 30;
 
 async fn not_found() -> Response<Body> {
     anthropic_error(StatusCode::NOT_FOUND, "not_found_error", "no such route")

@@ -134,6 +134,14 @@ pub struct StateArgs {
         default_value = "sqlite://reference-server.db?mode=rwc"
     )]
     pub database_url: String,
+    /// Seconds to get a database connection (connecting included) or a key lookup's
+    /// answer before the request path goes on without the database.
+    #[arg(
+        long = "database-timeout",
+        env = "PROXY_DATABASE_TIMEOUT",
+        default_value_t = 2
+    )]
+    pub database_timeout_secs: u64,
     /// The access-key hashing secret; generated and kept in the state directory when absent.
     #[arg(long, env = "PROXY_KEY_HASHER_SECRET", hide_env_values = true)]
     pub key_hasher_secret: Option<Secret>,
@@ -149,6 +157,13 @@ pub struct StateArgs {
     /// Where generated secrets are kept (files with mode 0600).
     #[arg(long, env = "PROXY_STATE_DIR", default_value = ".")]
     pub state_dir: PathBuf,
+}
+
+impl StateArgs {
+    /// Time to a database connection or a key lookup's answer.
+    pub fn database_timeout(&self) -> Duration {
+        Duration::from_secs(self.database_timeout_secs.max(1))
+    }
 }
 
 /// `serve`.
@@ -232,6 +247,43 @@ pub struct ServeArgs {
         default_value_t = 300
     )]
     pub max_cooldown_secs: u64,
+    /// Seconds a client has for its first byte, for each request's headers, and between
+    /// requests on a keep-alive connection (one timer in hyper), before it is closed.
+    #[arg(
+        long = "client-header-timeout",
+        env = "PROXY_CLIENT_HEADER_TIMEOUT",
+        default_value_t = 30
+    )]
+    pub client_header_timeout_secs: u64,
+    /// Seconds a client has to send a request's whole body (a 408 after it).
+    #[arg(
+        long = "client-body-timeout",
+        env = "PROXY_CLIENT_BODY_TIMEOUT",
+        default_value_t = 60
+    )]
+    pub client_body_timeout_secs: u64,
+    /// Open client connections in all; the server stops accepting while this many are open
+    /// (and lowers it to what the process's file descriptor limit allows).
+    #[arg(long, env = "PROXY_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Open client connections from one address; more are closed at once.
+    #[arg(long, env = "PROXY_MAX_CONNECTIONS_PER_IP", default_value_t = 1024)]
+    pub max_connections_per_ip: usize,
+    /// Seconds an upstream stream may go without sending anything before it is cut (the
+    /// record says `upstream_error`, `error_type` `upstream_idle_timeout`).
+    #[arg(
+        long = "upstream-idle-timeout",
+        env = "PROXY_UPSTREAM_IDLE_TIMEOUT",
+        default_value_t = 120
+    )]
+    pub upstream_idle_timeout_secs: u64,
+    /// Seconds shutdown waits for requests in flight (streams included) before it cuts them.
+    #[arg(
+        long = "shutdown-timeout",
+        env = "PROXY_SHUTDOWN_TIMEOUT",
+        default_value_t = 30
+    )]
+    pub shutdown_timeout_secs: u64,
     /// The largest request body accepted, in bytes.
     #[arg(long, env = "PROXY_MAX_REQUEST_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_request_bytes: usize,
@@ -290,6 +342,26 @@ impl ServeArgs {
     /// Time to the response headers.
     pub fn response_timeout(&self) -> Duration {
         Duration::from_secs(self.response_timeout_secs)
+    }
+
+    /// What client connections may hold.
+    pub fn connection_limits(&self) -> crate::listen::ConnectionLimits {
+        crate::listen::ConnectionLimits {
+            header_timeout: Duration::from_secs(self.client_header_timeout_secs.max(1)),
+            max_connections: self.max_connections.max(1),
+            max_connections_per_ip: self.max_connections_per_ip.max(1),
+            shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
+        }
+    }
+
+    /// Time to read a request's body.
+    pub fn client_body_timeout(&self) -> Duration {
+        Duration::from_secs(self.client_body_timeout_secs.max(1))
+    }
+
+    /// Time an upstream stream may stay silent.
+    pub fn upstream_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.upstream_idle_timeout_secs.max(1))
     }
 
     /// The longest cooldown.

@@ -7,12 +7,13 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sea_orm::sea_query::Expr;
@@ -21,7 +22,9 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+use crate::database::DatabaseHealth;
 use crate::entity::{access_keys, users};
+use crate::throttle::Throttle;
 
 const PREFIX: &str = "ak_";
 /// `ak_` and 32 bytes in unpadded base64url.
@@ -125,7 +128,7 @@ fn hash_with(secret: &[u8], key: &RawKey) -> String {
 }
 
 /// An authenticated caller: the key and its active owner.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Authenticated {
     /// The key's id.
     pub key_id: Uuid,
@@ -140,17 +143,56 @@ pub const STALE_IF_ERROR: Duration = Duration::from_secs(15 * 60);
 /// At most this many keys' last lookups are kept (one entry per key in use).
 const LAST_KNOWN_MAX: usize = 100_000;
 
+/// How often the key cache is saved while it changes.
+const CACHE_SAVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A key the database confirmed, and when.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct Known {
+    caller: Authenticated,
+    confirmed_at: DateTime<Utc>,
+}
+
+impl Known {
+    fn is_fresh(&self) -> bool {
+        (Utc::now() - self.confirmed_at)
+            .to_std()
+            .is_ok_and(|age| age < STALE_IF_ERROR)
+    }
+}
+
+/// The keys confirmed lately, by hash; `dirty` once changed since the last save.
+#[derive(Debug, Default)]
+struct LastKnown {
+    keys: HashMap<String, Known>,
+    dirty: bool,
+}
+
 /// Finds the owner of a presented key.
 ///
 /// Every lookup goes to the database, so a revoked key is refused at once. When the
-/// database cannot be reached, a key that was accepted by a lookup in the last
-/// [`STALE_IF_ERROR`] is accepted again (a warning is logged): an outage of the usage
-/// database does not take the proxy down with it.
+/// database cannot be reached — the lookup fails, or takes longer than the database
+/// timeout, or failed a moment ago ([`DatabaseHealth::is_down`]) — a key that a lookup
+/// accepted in the last [`STALE_IF_ERROR`] is accepted again: an outage of the database
+/// does not take the proxy down with it, and no request waits on a dead database more
+/// than once in [`DOWN_FOR`](crate::database::DOWN_FOR).
+///
+/// **The key cache on disk** ([`with_cache_file`](Self::with_cache_file)) keeps those
+/// confirmations across a restart, so a proxy restarted during an outage still serves
+/// the keys in use. It holds what the `access_keys` table holds — the keys' HMAC hashes,
+/// never a key — with each key's owner and when the database last confirmed it, in a
+/// file of mode 0600; entries older than [`STALE_IF_ERROR`] are never used, and a key
+/// the database refuses leaves the cache at once. Chosen over an encrypted cache because
+/// it holds no secret to protect: a leaked file reveals no key, as a leaked table does not.
 #[derive(Clone, Debug)]
 pub struct KeyStore {
     db: DatabaseConnection,
     hasher: KeyHasher,
-    last_known: Arc<Mutex<HashMap<String, (Authenticated, Instant)>>>,
+    last_known: Arc<Mutex<LastKnown>>,
+    health: Arc<DatabaseHealth>,
+    timeout: Duration,
+    cache_file: Option<PathBuf>,
+    stale_warnings: Arc<Throttle>,
 }
 
 impl KeyStore {
@@ -160,6 +202,75 @@ impl KeyStore {
             db,
             hasher,
             last_known: Arc::default(),
+            health: Arc::default(),
+            timeout: Duration::from_secs(2),
+            cache_file: None,
+            stale_warnings: Arc::default(),
+        }
+    }
+
+    /// Shares `health` (the database's state) and gives up a lookup after `timeout`.
+    pub fn with_health(mut self, health: Arc<DatabaseHealth>, timeout: Duration) -> Self {
+        self.health = health;
+        self.timeout = timeout;
+        self
+    }
+
+    /// Keeps the cache of confirmed keys in `path`, starting from what it holds (an
+    /// unreadable or corrupt file is logged and replaced).
+    pub fn with_cache_file(mut self, path: PathBuf) -> Self {
+        match read_cache(&path) {
+            Ok(keys) => {
+                let fresh: HashMap<String, Known> = keys
+                    .into_iter()
+                    .filter(|(_, known)| known.is_fresh())
+                    .collect();
+                if !fresh.is_empty() {
+                    tracing::info!(keys = fresh.len(), "key cache loaded");
+                }
+                self.last_known().keys = fresh;
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                tracing::warn!(%error, path = %path.display(), "key cache unreadable: starting empty");
+            }
+        }
+        self.cache_file = Some(path);
+        self
+    }
+
+    /// Saves the key cache every [`CACHE_SAVE_INTERVAL`] while it changes (none without
+    /// a cache file).
+    pub fn spawn_cache_saver(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.cache_file.as_ref()?;
+        let keys = self.clone();
+        Some(tokio::spawn(async move {
+            let mut every = tokio::time::interval(CACHE_SAVE_INTERVAL);
+            loop {
+                every.tick().await;
+                keys.save_cache().await;
+            }
+        }))
+    }
+
+    /// Writes the key cache to its file if it changed (atomically: a new file renamed
+    /// over the old).
+    pub async fn save_cache(&self) {
+        let Some(path) = self.cache_file.clone() else {
+            return;
+        };
+        let keys = {
+            let mut last_known = self.last_known();
+            if !last_known.dirty {
+                return;
+            }
+            last_known.dirty = false;
+            last_known.keys.clone()
+        };
+        let written = tokio::task::spawn_blocking(move || write_cache(&path, &keys)).await;
+        if let Ok(Err(error)) | Err(error) = written.map_err(std::io::Error::other) {
+            self.last_known().dirty = true;
+            tracing::warn!(%error, "key cache not saved");
         }
     }
 
@@ -169,37 +280,65 @@ impl KeyStore {
             return Ok(None);
         };
         let hash = self.hasher.hash(&key);
-        let found = match self.lookup(&key, &hash).await {
+        let known = self
+            .last_known()
+            .keys
+            .get(&hash)
+            .filter(|known| known.is_fresh())
+            .map(|known| known.caller.clone());
+        if self.health.is_down()
+            && let Some(caller) = known
+        {
+            return Ok(Some(caller));
+        }
+        let looked_up = tokio::time::timeout(self.timeout, self.lookup(&key, &hash))
+            .await
+            .unwrap_or_else(|_| Err(DbErr::Custom("the key lookup timed out".to_owned())));
+        let found = match looked_up {
             Ok(found) => found,
             Err(error) => {
-                let known = self.last_known().get(&hash).cloned();
+                self.health.failed();
                 return match known {
-                    Some((caller, at)) if at.elapsed() < STALE_IF_ERROR => {
-                        tracing::warn!(
-                            prefix = key.prefix(),
-                            %error,
-                            "database unavailable: key accepted from its last lookup"
-                        );
+                    Some(caller) => {
+                        if let Some(count) = self.stale_warnings.allow() {
+                            tracing::warn!(
+                                %error,
+                                count,
+                                "database unavailable: keys accepted from their last lookup \
+                                 (logged once a minute)"
+                            );
+                        }
                         Ok(Some(caller))
                     }
-                    _ => Err(error),
+                    None => Err(error),
                 };
             }
         };
+        self.health.answered();
         let mut last_known = self.last_known();
         match &found {
-            Some(caller) if last_known.len() < LAST_KNOWN_MAX || last_known.contains_key(&hash) => {
-                last_known.insert(hash, (caller.clone(), Instant::now()));
+            Some(caller)
+                if last_known.keys.len() < LAST_KNOWN_MAX
+                    || last_known.keys.contains_key(&hash) =>
+            {
+                let known = Known {
+                    caller: caller.clone(),
+                    confirmed_at: Utc::now(),
+                };
+                last_known.keys.insert(hash, known);
+                last_known.dirty = true;
             }
             Some(_) => {}
             None => {
-                last_known.remove(&hash);
+                if last_known.keys.remove(&hash).is_some() {
+                    last_known.dirty = true;
+                }
             }
         }
         Ok(found)
     }
 
-    fn last_known(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Authenticated, Instant)>> {
+    fn last_known(&self) -> std::sync::MutexGuard<'_, LastKnown> {
         self.last_known
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -278,6 +417,28 @@ impl KeyStore {
         .await?;
         Ok((id, key))
     }
+}
+
+/// The saved cache: JSON, hash → the caller and when the database confirmed it.
+fn read_cache(path: &Path) -> std::io::Result<HashMap<String, Known>> {
+    let bytes = std::fs::read(path)?;
+    serde_json::from_slice(&bytes).map_err(std::io::Error::other)
+}
+
+fn write_cache(path: &Path, keys: &HashMap<String, Known>) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let json = serde_json::to_vec(keys).map_err(std::io::Error::other)?;
+    let partial = path.with_extension("partial");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&partial)?;
+    file.write_all(&json)?;
+    file.sync_all()?;
+    std::fs::rename(&partial, path)
 }
 
 #[cfg(test)]

@@ -3,17 +3,20 @@
 //! * [`app`] — routes, authentication, the usage layer; [`routing`] — Plan first, Bedrock
 //!   fallback, cooldowns; [`plan`] and [`bedrock`] — the upstreams; [`budget`] — monthly
 //!   Bedrock budgets; [`keys`] — access keys; [`metrics`] — `GET /metrics`; [`server`] —
-//!   start and graceful stop.
+//!   start and graceful stop; [`listen`] — client connections and their limits.
 
 pub mod admin;
 pub mod app;
 pub mod bedrock;
 pub mod budget;
 pub mod config;
+pub mod database;
+pub mod deadline;
 pub mod demo;
 pub mod entity;
 pub mod error;
 pub mod keys;
+pub mod listen;
 pub mod metrics;
 pub mod plan;
 pub mod pricing_env;
@@ -21,4 +24,5 @@ pub mod routing;
 pub mod secrets;
 pub mod server;
 pub mod standins;
+pub mod throttle;
 pub mod users;

@@ -5,33 +5,69 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm::DatabaseConnection;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use usage_layer::pricing::PriceCatalog;
 use usage_layer::sink::{BatchWriter, SpoolConfig, WriterConfig, WriterHandle};
 use usage_layer::store::Buckets;
 use usage_layer::store::cloudwatch::CloudWatchStore;
 use usage_layer::store::sea_orm::SeaOrmStore;
 
-use crate::app::{AppState, Limits, app};
+use crate::app::{AppState, Limits, UpstreamBodies, app};
 use crate::bedrock::{BEDROCK_BETAS, Bedrock, BedrockConfig, ModelMapping};
 use crate::budget::{Budget, PendingSink, PendingSpend, SettlingStore};
 use crate::config::{Secret, ServeArgs, StateArgs};
+use crate::database::{self, DatabaseHealth};
 use crate::keys::{KeyHasher, KeyStore};
+use crate::listen::{self, ConnectionStats};
 use crate::plan::PlanClient;
 use crate::routing::Router;
 use crate::secrets::load_or_generate;
 
-/// The database (migrated up) and the key hasher.
+/// The database (migrated up) and the key hasher; fails when the database cannot be
+/// reached (the commands other than `serve` need it).
 pub async fn open_state(state: &StateArgs) -> anyhow::Result<(DatabaseConnection, KeyHasher)> {
-    let mut options = ConnectOptions::new(state.database_url.clone());
-    options.sqlx_logging(false);
-    let db = Database::connect(options)
+    let db = database::connect(&state.database_url, state.database_timeout(), false)
         .await
         .context("connecting to the database (PROXY_DATABASE_URL)")?;
     // Its own tables and the usage tables, each with its own tracking table.
     migration::up(&db).await.context("running migrations")?;
+    Ok((db, key_hasher(state)?))
+}
+
+/// The database for `serve`: connected lazily and migrated now if it answers, else as
+/// soon as it does (in the background; `health` says which).
+async fn open_for_serving(
+    state: &StateArgs,
+    health: &Arc<DatabaseHealth>,
+) -> anyhow::Result<DatabaseConnection> {
+    let db = database::connect(&state.database_url, state.database_timeout(), true)
+        .await
+        .context("the database URL (PROXY_DATABASE_URL)")?;
+    match migration::up(&db).await {
+        Ok(()) => health.migrated(),
+        Err(error) if database::is_unreachable(&error) => {
+            health.failed();
+            tracing::warn!(
+                %error,
+                "database unreachable at start: serving without it (keys from the key cache, \
+                 usage to the spool); migrating once it answers"
+            );
+            let (db, health) = (db.clone(), Arc::clone(health));
+            tokio::spawn(async move {
+                if let Err(error) = database::migrate_when_reachable(&db, &health, true).await {
+                    tracing::error!(%error, "migrations failed once the database answered");
+                }
+            });
+        }
+        Err(error) => return Err(anyhow::Error::new(error).context("running migrations")),
+    }
+    Ok(db)
+}
+
+fn key_hasher(state: &StateArgs) -> anyhow::Result<KeyHasher> {
     let secret = load_or_generate(
         &state.state_dir,
         "key-hasher-secret",
@@ -42,10 +78,7 @@ pub async fn open_state(state: &StateArgs) -> anyhow::Result<(DatabaseConnection
         .key_hasher_previous_secrets
         .iter()
         .map(|old| old.expose().trim().as_bytes().to_vec());
-    Ok((
-        db,
-        KeyHasher::new(secret.into_bytes()).with_previous(previous),
-    ))
+    Ok(KeyHasher::new(secret.into_bytes()).with_previous(previous))
 }
 
 /// A running proxy.
@@ -136,7 +169,9 @@ async fn cloudwatch_writer(
 
 /// Starts the proxy.
 pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
-    let (db, hasher) = open_state(&args.state).await?;
+    let database_health = Arc::new(DatabaseHealth::default());
+    let db = open_for_serving(&args.state, &database_health).await?;
+    let hasher = key_hasher(&args.state)?;
     let admin_token: Secret = load_or_generate(
         &args.state.state_dir,
         "admin-token",
@@ -155,8 +190,13 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
     let pending = PendingSpend::new(pricing.clone());
     let mut writer_config = WriterConfig::default();
     writer_config.flush_interval = Duration::from_secs(args.usage_flush_interval_secs.max(1));
-    // A few quick retries (1.5 s in all), then the records wait on disk, not in memory.
-    writer_config.max_attempts = 5;
+    // A few quick retries, each given up after a few seconds without an answer, then the
+    // records wait on disk, not in memory: a crashed database has them spooled within
+    // seconds. The spool is probed again at most 5 s apart, so replay starts within
+    // seconds of the database's return.
+    writer_config.max_attempts = 3;
+    writer_config.attempt_timeout = Some(args.state.database_timeout() * 3);
+    writer_config.retry_max_delay = Duration::from_secs(5);
     let mut spool = SpoolConfig::new(args.usage_spool_dir());
     spool.max_bytes = args.usage_spool_max_bytes;
     writer_config.spool = Some(spool);
@@ -207,8 +247,14 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
     )?;
     let budget = Budget::new(queries.clone(), pending);
     let router = Router::new(plan, bedrock, budget.clone(), args.max_cooldown());
+    let keys = KeyStore::new(db.clone(), hasher)
+        .with_health(Arc::clone(&database_health), args.state.database_timeout())
+        .with_cache_file(args.state.state_dir.join("key-cache.json"));
+    let key_cache_saver = keys.spawn_cache_saver();
+    // Cancelled at the shutdown deadline: the streams still open are cut.
+    let cut = CancellationToken::new();
     let state = Arc::new(AppState {
-        keys: KeyStore::new(db.clone(), hasher),
+        keys: keys.clone(),
         router,
         db,
         queries,
@@ -217,6 +263,11 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         admin_token,
         usage_writer: writer.clone(),
         metrics: args.metrics.then(crate::metrics::prometheus).transpose()?,
+        database: Arc::clone(&database_health),
+        upstream_bodies: UpstreamBodies {
+            idle_timeout: args.upstream_idle_timeout(),
+            shutdown: cut.clone(),
+        },
     });
 
     let listener = tokio::net::TcpListener::bind(args.bind)
@@ -227,16 +278,21 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
     let limits = Limits {
         max_request_bytes: args.max_request_bytes,
         response_timeout: args.response_timeout(),
+        client_body_timeout: args.client_body_timeout(),
     };
     let service = app(state, sink, limits);
+    let connection_limits = args.connection_limits().fit_to_descriptor_limit();
+    let connections = Arc::new(ConnectionStats::default());
     let task = tokio::spawn(async move {
-        let served = axum::serve(listener, service)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
+        let stop = async {
+            let _ = stopped.await;
+        };
+        listen::serve(listener, service, connection_limits, connections, stop, cut).await;
         spool_reporter.abort();
-        served.context("serving")?;
+        if let Some(saver) = key_cache_saver {
+            saver.abort();
+        }
+        keys.save_cache().await;
         // Every response is finished: write what they recorded (usage: or spool it, which
         // takes bounded time). Metrics retry for ever: during an outage, stopping must
         // still end.

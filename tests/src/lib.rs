@@ -7,6 +7,7 @@
 //! Postgres fails the test.
 
 pub mod gateway;
+pub mod process;
 pub mod proxy;
 pub mod relay;
 pub mod sdk;
@@ -46,6 +47,8 @@ enum Cleanup {
         admin: DatabaseConnection,
         name: String,
     },
+    /// A database someone else owns (and removes).
+    Nothing,
 }
 
 fn postgres_required() -> bool {
@@ -127,6 +130,22 @@ impl TestDb {
         let mut all = vec![Self::sqlite_unmigrated().await];
         all.extend(Self::postgres_unmigrated().await);
         all
+    }
+
+    /// `db` at `url`, a database the caller owns (e.g. a [`PgCluster`](crate::process::PgCluster)'s):
+    /// [`close`](Self::close) only closes the connection.
+    pub fn attach(db: DatabaseConnection, url: String) -> Self {
+        let backend = if url.starts_with("sqlite") {
+            "sqlite"
+        } else {
+            "postgres"
+        };
+        Self {
+            db,
+            backend,
+            url,
+            cleanup: Cleanup::Nothing,
+        }
     }
 
     async fn migrated(self) -> Self {

@@ -7,20 +7,20 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use clap::Parser;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use reference_server::config::{Cli, Command, Routing};
+use reference_server::config::Routing;
 use reference_server::standins::plan::{PlanReply, PlanStandIn};
 use sea_orm::{EntityTrait, PaginatorTrait};
 use usage_layer::store::Buckets;
 use usage_layer::store::sea_orm::entity::token_usage;
+use usage_tests::process::{ServerProcess, user_with_key};
 use usage_tests::proxy::{Proxy, Setup, client, fixture, long_stream, send};
 use usage_tests::relay::Relay;
 use usage_tests::{TestDb, assert_aggregates_match_rows, rows};
@@ -159,67 +159,15 @@ async fn a_database_outage_under_load_loses_nothing_and_writes_nothing_twice() {
     db.close().await;
 }
 
-/// The `reference-server` binary built beside this test.
-fn server_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let binary = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("reference-server");
-    assert!(
-        binary.is_file(),
-        "{} is not built: run `cargo build -p reference-server` (nextest --workspace builds it)",
-        binary.display()
-    );
-    binary
-}
-
-struct Child {
-    process: tokio::process::Child,
-    base: String,
-}
-
-async fn spawn_server(database_url: &str, state_dir: &Path, plan: &PlanStandIn) -> Child {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let process = tokio::process::Command::new(server_binary())
-        .args([
-            "serve",
-            &format!("--database-url={database_url}"),
-            &format!("--state-dir={}", state_dir.display()),
-            &format!("--bind=127.0.0.1:{port}"),
-            &format!("--plan-api-url={}", plan.url()),
-            "--bedrock-enabled=false",
-            "--usage-flush-interval=1",
-        ])
-        .kill_on_drop(true)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("the server starts");
-    let base = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    loop {
-        let health = client()
-            .request(
-                Request::get(format!("{base}/health"))
-                    .body(Full::default())
-                    .unwrap(),
-            )
-            .await;
-        if health.is_ok_and(|r| r.status().is_success()) {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the server did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Child { process, base }
+async fn spawn_server(database_url: &str, state_dir: &Path, plan: &PlanStandIn) -> ServerProcess {
+    ServerProcess::spawn(&[
+        format!("--database-url={database_url}"),
+        format!("--state-dir={}", state_dir.display()),
+        format!("--plan-api-url={}", plan.url()),
+        "--bedrock-enabled=false".to_owned(),
+        "--usage-flush-interval=1".to_owned(),
+    ])
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,28 +179,10 @@ async fn records_spooled_when_the_process_is_killed_are_written_after_a_restart(
     let through_relay = relay.url_through(&db.url);
     let state = tempfile::tempdir().unwrap();
     let plan = PlanStandIn::start(PlanReply::Stream(fixture("tool_use_response.txt"))).await;
-    let args = [
-        "reference-server".to_owned(),
-        "serve".to_owned(),
-        format!("--database-url={}", db.url),
-        format!("--state-dir={}", state.path().display()),
-    ];
-    let Command::Serve(serve) = Cli::parse_from(args).command else {
-        unreachable!()
-    };
-    let (conn, hasher) = reference_server::server::open_state(&serve.state)
-        .await
-        .unwrap();
-    let user = reference_server::users::create(&conn, "killed", None, Routing::PlanFirst)
-        .await
-        .unwrap();
-    let (_, key) = reference_server::keys::KeyStore::new(conn, hasher)
-        .issue(user, None)
-        .await
-        .unwrap();
+    let key = user_with_key(&db.url, state.path(), "killed").await;
 
     let mut server = spawn_server(&through_relay, state.path(), &plan).await;
-    let url = format!("{}/ak/{}/v1/messages", server.base, key.expose());
+    let url = format!("{}/ak/{key}/v1/messages", server.base);
     assert_eq!(post(&url).await, StatusCode::OK); // the key is known before the outage
     tokio::time::sleep(Duration::from_millis(1500)).await; // and its record written
     relay.cut();

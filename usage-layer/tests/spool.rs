@@ -383,3 +383,33 @@ async fn a_store_that_never_answers_is_abandoned_for_the_spool() {
     assert_eq!(store.ids(), ids(&[sent, more].concat()));
     writer.shutdown().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_store_call_is_given_up_after_the_attempt_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::default();
+    store.hung.store(true, Ordering::SeqCst);
+    let mut config = config(dir.path());
+    // A roomy queue: nothing but the timeout gives up on the store.
+    config.queue_capacity = 1_000;
+    config.attempt_timeout = Some(Duration::from_secs(2));
+    let (sink, writer) = BatchWriter::try_spawn(store.clone(), config.clone())
+        .await
+        .unwrap();
+    let sent = records(5);
+    for record in &sent {
+        sink.record(record.clone());
+    }
+    let started = tokio::time::Instant::now();
+    let spooled = until(|| writer.stats(), |s| s.spooled == 5).await;
+    assert_eq!((spooled.dropped, spooled.failed), (0, 0));
+    // Paused time, so exact: one flush interval and one abandoned call, not retries.
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(2), "{waited:?}");
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+
+    store.hung.store(false, Ordering::SeqCst);
+    writer.flush().await.unwrap();
+    assert_eq!(store.ids(), ids(&sent));
+    writer.shutdown().await.unwrap();
+}

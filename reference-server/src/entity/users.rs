@@ -3,7 +3,7 @@
 use sea_orm::entity::prelude::*;
 
 /// A user of the proxy.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[sea_orm(table_name = "users")]
 pub struct Model {
     /// Id.

@@ -34,6 +34,9 @@ pub enum PlanReply {
     Hang,
     /// Sends the headers and these bytes of a stream, then breaks the connection.
     ResetAfter(Bytes),
+    /// Sends the headers and these bytes of a stream, then nothing, for as long as the
+    /// proxy keeps the connection (a stalled upstream).
+    StallAfter(Bytes),
 }
 
 impl PlanReply {
@@ -240,15 +243,37 @@ async fn answer(
             )));
             sse(frames)
         }
+        PlanReply::StallAfter(bytes) => {
+            let frames = events(&bytes).into_iter().map(Ok).collect();
+            sse_body(stalled(frames))
+        }
     })
 }
 
+/// Sends `frames`, then holds the body open until the receiver goes away.
+fn stalled(frames: Vec<Result<Bytes, std::io::Error>>) -> ChannelBody {
+    let (tx, rx) = mpsc::channel(frames.len().max(1));
+    tokio::spawn(async move {
+        for frame in frames {
+            if tx.send(frame).await.is_err() {
+                return;
+            }
+        }
+        tx.closed().await;
+    });
+    ChannelBody(rx)
+}
+
 fn sse(frames: Vec<Result<Bytes, std::io::Error>>) -> Response<ChannelBody> {
+    sse_body(paced(frames, Duration::from_millis(1)))
+}
+
+fn sse_body(body: ChannelBody) -> Response<ChannelBody> {
     Response::builder()
         .header("content-type", "text/event-stream; charset=utf-8")
         .header("cache-control", "no-cache")
         .header("request-id", "req_standin")
-        .body(paced(frames, Duration::from_millis(1)))
+        .body(body)
         .expect("response")
 }
 

@@ -36,6 +36,12 @@ pub struct WriterConfig {
     /// Attempts per batch before its records are spooled (or, without a spool, counted
     /// as failed).
     pub max_attempts: u32,
+    /// With a spool: a store call without an answer for this long is abandoned and its
+    /// batch spooled at once — a store that hangs (a database host gone, packets dropped)
+    /// would hang every retry too. `None`: no limit. An abandoned call may still land;
+    /// the records are written again from the spool, which is harmless for a store that
+    /// is idempotent on request ids, as [`UsageStore`] requires.
+    pub attempt_timeout: Option<Duration>,
     /// Where records wait on disk while the store is down; `None`: they are not kept.
     pub spool: Option<SpoolConfig>,
 }
@@ -49,6 +55,7 @@ impl Default for WriterConfig {
             retry_initial_delay: Duration::from_millis(100),
             retry_max_delay: Duration::from_secs(30),
             max_attempts: 10,
+            attempt_timeout: None,
             spool: None,
         }
     }
@@ -441,6 +448,14 @@ async fn open_spool(config: SpoolConfig) -> Result<Spool, SpoolError> {
         })
 }
 
+/// Sleeps for `limit`; never ends without one.
+async fn sleep_or_never(limit: Option<Duration>) {
+    match limit {
+        Some(limit) => sleep(limit).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// How hard to try a batch.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Patience {
@@ -644,8 +659,8 @@ impl<S: UsageStore> Worker<S> {
     }
 
     /// One store call for `records`. With a spool to fall back on it can be abandoned
-    /// (`None`): while retrying, as soon as the queue is full or the writer is stopping; a
-    /// last attempt, after `retry_max_delay` without an answer. An abandoned write may still
+    /// (`None`): while retrying, as soon as the queue is full or the writer is stopping, or
+    /// after `attempt_timeout` without an answer; a last attempt, after `retry_max_delay`. An abandoned write may still
     /// land; its records stay with the writer, and writing them again is harmless.
     async fn attempt(
         &self,
@@ -659,6 +674,7 @@ impl<S: UsageStore> Worker<S> {
             Patience::Retry => tokio::select! {
                 result = self.store.write_batch(records) => Some(result),
                 () = give_up(&self.shared) => None,
+                () = sleep_or_never(self.config.attempt_timeout) => None,
             },
             Patience::Once => {
                 tokio::time::timeout(self.config.retry_max_delay, self.store.write_batch(records))

@@ -83,6 +83,26 @@ pub struct SeaOrmStore {
 /// Bind parameters per statement, under SQLite's default limit of 32,766 (Postgres: 65,535).
 const MAX_BINDS: usize = 32_000;
 
+/// The rows per multi-row statement: a batch is cut into chunks of these sizes only
+/// (largest first), so the statements' texts do not depend on the batch's size. A
+/// driver that caches prepared statements per connection (sqlx keeps 100 per
+/// connection, each holding memory on both sides) then holds at most five texts per
+/// statement kind, instead of one per batch size ever seen.
+const CHUNK_SIZES: [usize; 5] = [256, 64, 16, 4, 1];
+
+/// `items` in chunks of [`CHUNK_SIZES`] (those of at most `max` rows), largest first.
+fn fixed_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        let size = CHUNK_SIZES
+            .into_iter()
+            .find(|&size| size <= rest.len() && size <= max)?;
+        let (chunk, after) = rest.split_at(size);
+        rest = after;
+        Some(chunk)
+    })
+}
+
 impl SeaOrmStore {
     /// A store on `db`, pricing with `pricing`, bucketing with `buckets`.
     pub fn new(db: DatabaseConnection, pricing: Arc<PriceCatalog>, buckets: Buckets) -> Self {
@@ -137,7 +157,7 @@ impl SeaOrmStore {
             .collect();
 
         let mut inserted_ids = HashSet::with_capacity(rows.len());
-        for chunk in rows.chunks((MAX_BINDS / UsageRow::COLUMNS).max(1)) {
+        for chunk in fixed_chunks(&rows, MAX_BINDS / UsageRow::COLUMNS) {
             let mut insert = Query::insert();
             insert
                 .into_table(token_usage::Entity)
@@ -184,7 +204,7 @@ impl SeaOrmStore {
             }
         }
         let sums: Vec<(AggregateKey, rows::Sums)> = sums.into_iter().collect();
-        for chunk in sums.chunks((MAX_BINDS / AggregateKey::COLUMNS).max(1)) {
+        for chunk in fixed_chunks(&sums, MAX_BINDS / AggregateKey::COLUMNS) {
             let mut upsert = Query::insert();
             upsert
                 .into_table(usage_aggregates::Entity)
@@ -230,5 +250,33 @@ impl UsageStore for SeaOrmStore {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// For any batch size: the chunks cover the batch in order, each has one of the
+        /// fixed sizes (within the statement's limit), and no size below the largest that
+        /// fits repeats more than three times — so a batch of `n` takes O(log n) statements.
+        #[test]
+        fn any_batch_is_cut_into_fixed_sizes(n in 0usize..3000, max in prop::sample::select(vec![1usize, 5, 100, 744, 2666])) {
+            let items: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = fixed_chunks(&items, max).collect();
+            prop_assert_eq!(chunks.concat(), items.clone());
+            let largest = CHUNK_SIZES.into_iter().find(|&size| size <= max).unwrap();
+            for size in CHUNK_SIZES {
+                let count = chunks.iter().filter(|chunk| chunk.len() == size).count();
+                prop_assert!(count == 0 || size <= max);
+                if size < largest {
+                    prop_assert!(count <= 3, "{} chunks of {}", count, size);
+                }
+            }
+            prop_assert!(chunks.iter().all(|chunk| CHUNK_SIZES.contains(&chunk.len())));
+        }
     }
 }

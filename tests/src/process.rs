@@ -1,0 +1,314 @@
+//! Processes the fault tests start and kill: the release-like `reference-server` binary,
+//! and a Postgres cluster of their own ([`PgCluster`]) whose postmaster they can
+//! `kill -9` — a real crash, not a relay that refuses connections at once.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use http::Request;
+use http_body_util::Full;
+
+use crate::proxy::client;
+
+/// A free TCP port on loopback (free when asked; the caller binds it soon after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("its address")
+        .port()
+}
+
+/// Sends `signal` (`TERM`, `KILL`, …) to process `pid`.
+pub fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// The `reference-server` binary built beside the running test.
+pub fn server_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's path");
+    let binary = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the target directory")
+        .join("reference-server");
+    assert!(
+        binary.is_file(),
+        "{} is not built: run `cargo build -p reference-server` (nextest --workspace builds it)",
+        binary.display()
+    );
+    binary
+}
+
+/// A new plan-first user named `name`, with a key, in the database at `database_url`
+/// (migrated first) with the secrets of `state_dir`: the raw key, for the server the
+/// test then starts on the same two.
+pub async fn user_with_key(database_url: &str, state_dir: &Path, name: &str) -> String {
+    use clap::Parser;
+    use reference_server::config::{Cli, Command, Routing};
+    let args = [
+        "reference-server".to_owned(),
+        "serve".to_owned(),
+        format!("--database-url={database_url}"),
+        format!("--state-dir={}", state_dir.display()),
+    ];
+    let Command::Serve(serve) = Cli::parse_from(args).command else {
+        unreachable!("a serve command")
+    };
+    let (db, hasher) = reference_server::server::open_state(&serve.state)
+        .await
+        .expect("the database and secrets");
+    let user = reference_server::users::create(&db, name, None, Routing::PlanFirst)
+        .await
+        .expect("a user");
+    let (_, key) = reference_server::keys::KeyStore::new(db.clone(), hasher)
+        .issue(user, None)
+        .await
+        .expect("a key");
+    db.close().await.expect("close");
+    key.expose().to_owned()
+}
+
+/// A `reference-server serve` process.
+#[derive(Debug)]
+pub struct ServerProcess {
+    /// The process (killed when dropped).
+    pub process: tokio::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+}
+
+impl ServerProcess {
+    /// Starts `serve` on a free port with `args` and waits (30 s at most) until its
+    /// `/health` answers.
+    pub async fn spawn(args: &[String]) -> Self {
+        let port = free_port();
+        let process = tokio::process::Command::new(server_binary())
+            .arg("serve")
+            .arg(format!("--bind=127.0.0.1:{port}"))
+            .args(args)
+            .kill_on_drop(true)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("the server starts");
+        let server = Self {
+            process,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let started = Instant::now();
+        while server.health().await.is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the server did not come up"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        server
+    }
+
+    /// `/health`'s JSON, or `None` while it does not answer 200.
+    pub async fn health(&self) -> Option<serde_json::Value> {
+        use http_body_util::BodyExt;
+        let request = Request::get(format!("{}/health", self.base))
+            .body(Full::default())
+            .expect("request");
+        let response = client().request(request).await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        serde_json::from_slice(&body).ok()
+    }
+
+    /// SIGTERM, then waits for the process to exit; its exit status.
+    pub async fn stop(mut self) -> std::process::ExitStatus {
+        signal(self.process.id().expect("running"), "TERM");
+        self.process.wait().await.expect("the server exits")
+    }
+}
+
+/// A Postgres cluster in a temporary directory, on a free port, owned by the test.
+///
+/// As root (this project's machines) the server runs as the `postgres` user, through
+/// `setpriv`, which execs it: the child's pid is the postmaster's.
+#[derive(Debug)]
+pub struct PgCluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    /// The port it listens on.
+    pub port: u16,
+    postmaster: Option<tokio::process::Child>,
+}
+
+impl PgCluster {
+    /// `initdb` and start. `None` (with a loud line) when no Postgres binaries are
+    /// installed — unless `CI` or `REQUIRE_POSTGRES` is set, where that is a failure.
+    pub async fn start() -> Option<Self> {
+        let Some(bin) = postgres_bin() else {
+            let message = "no Postgres server binaries (initdb) found: set PG_BIN";
+            assert!(
+                std::env::var_os("CI").is_none() && std::env::var_os("REQUIRE_POSTGRES").is_none(),
+                "{message}"
+            );
+            eprintln!("SKIPPED (Postgres crash test): {message}");
+            return None;
+        };
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).expect("the data directory");
+        if is_root() {
+            let status = std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .expect("chown runs");
+            assert!(status.success(), "chown failed");
+        }
+        let status = as_postgres(&bin.join("initdb"))
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "-D",
+            ])
+            .arg(&data)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("initdb runs");
+        assert!(status.success(), "initdb failed");
+        let mut cluster = Self {
+            dir,
+            bin,
+            port: free_port(),
+            postmaster: None,
+        };
+        cluster.restart().await;
+        Some(cluster)
+    }
+
+    /// The URL of its `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// `kill -9` on the postmaster: a crash. Its backends notice and exit on their own.
+    pub async fn crash(&mut self) {
+        let mut postmaster = self.postmaster.take().expect("running");
+        signal(postmaster.id().expect("running"), "KILL");
+        postmaster.wait().await.expect("the postmaster is reaped");
+    }
+
+    /// Starts the postmaster again (crash recovery included) and waits until it accepts
+    /// connections.
+    pub async fn restart(&mut self) {
+        assert!(self.postmaster.is_none(), "already running");
+        let started = Instant::now();
+        loop {
+            let mut postmaster =
+                tokio::process::Command::from(as_postgres(&self.bin.join("postgres")))
+                    .arg("-D")
+                    .arg(self.dir.path().join("data"))
+                    .args([
+                        "-p",
+                        &self.port.to_string(),
+                        "-c",
+                        "listen_addresses=127.0.0.1",
+                        "-c",
+                        "fsync=off",
+                    ])
+                    .arg("-c")
+                    .arg(format!(
+                        "unix_socket_directories={}",
+                        self.dir.path().display()
+                    ))
+                    .kill_on_drop(true)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("postgres starts");
+            // Ready, or exited (the killed cluster's backends still held its memory).
+            loop {
+                if let Ok(Some(_)) = postmaster.try_wait() {
+                    break;
+                }
+                if self.accepts().await {
+                    self.postmaster = Some(postmaster);
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "postgres did not start again"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn accepts(&self) -> bool {
+        let status = tokio::process::Command::new(self.bin.join("pg_isready"))
+            .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .status()
+            .await;
+        status.is_ok_and(|status| status.success())
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        if let Some(postmaster) = &mut self.postmaster {
+            let _ = postmaster.start_kill();
+        }
+    }
+}
+
+/// `PG_BIN`, else the newest `/usr/lib/postgresql/*/bin` with an `initdb`.
+fn postgres_bin() -> Option<PathBuf> {
+    if let Some(bin) = std::env::var_os("PG_BIN") {
+        return Some(PathBuf::from(bin));
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin)
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
+}
+
+/// `program`, run as the `postgres` user when this is root (Postgres refuses root).
+fn as_postgres(program: &Path) -> std::process::Command {
+    if is_root() {
+        let mut command = std::process::Command::new("setpriv");
+        command
+            .args([
+                "--reuid=postgres",
+                "--regid=postgres",
+                "--init-groups",
+                "--",
+            ])
+            .arg(program);
+        command
+    } else {
+        std::process::Command::new(program)
+    }
+}

@@ -18,8 +18,9 @@ use tower_http::request_id::{
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use usage_layer::sink::UsageSink;
-use usage_layer::{Caller, RequestId, UsageLayer};
+use usage_layer::{Caller, Provider, RequestId, UsageLayer};
 
+use crate::config::Routing;
 use crate::deadline::{BodyTimeout, RequestDeadline, Watched};
 use crate::error::anthropic_error;
 
@@ -37,6 +38,9 @@ pub struct Limits {
     /// Time to receive a request's whole body (408 after it).
     pub client_body_timeout: std::time::Duration,
 }
+
+/// How much later than the Messages route's own 504 the outer timeout answers.
+const RESPONSE_TIMEOUT_BACKSTOP: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What upstream response bodies may do (see [`crate::deadline::Watched`]).
 #[derive(Clone, Debug)]
@@ -95,20 +99,45 @@ pub struct AppState {
 
 /// `/ak/{key}/rest` ⇒ `/ak/<redacted>/rest`: the key never reaches a log line.
 ///
-/// Any `ak` segment counts, anywhere and in any case (`//ak/…`, `/x/AK/…` reach the 404
-/// handler, whose span logs the path too).
+/// A segment is redacted when it follows an `ak` segment (anywhere and in any case:
+/// `//ak/…`, `/x/AK/…` reach the 404 handler, whose span logs the path too), or when it
+/// looks like a key or a credential wherever it is: it starts with `ak_` or `sk-`, or it
+/// is a long run of base64url characters (20 or more) — a key pasted in the wrong place,
+/// `/ak_…` or `/x/<key>/ak`, is not logged either.
 pub fn redact(path: &str) -> String {
     let mut redacted = Vec::new();
     let mut after_ak = false;
     for segment in path.split('/') {
-        redacted.push(if after_ak && !segment.is_empty() {
-            "<redacted>"
-        } else {
-            segment
-        });
+        let secret = !segment.is_empty() && (after_ak || looks_like_a_key(segment));
+        redacted.push(if secret { "<redacted>" } else { segment });
         after_ak = segment.eq_ignore_ascii_case("ak") || (after_ak && segment.is_empty());
     }
     redacted.join("/")
+}
+
+/// A path segment that may be a credential (see [`redact`]). Route names (`messages`,
+/// `count_tokens`) are short; UUIDs have hyphens every few characters and are kept.
+fn looks_like_a_key(segment: &str) -> bool {
+    let lower = segment.to_ascii_lowercase();
+    if lower.starts_with("ak_") || lower.starts_with("sk-") {
+        return true;
+    }
+    let mut run = 0;
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' && run > 0 {
+            run += 1;
+            if run >= 20 && !is_uuid_like(segment) {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    false
+}
+
+fn is_uuid_like(segment: &str) -> bool {
+    uuid::Uuid::parse_str(segment).is_ok()
 }
 
 /// The key in `/ak/{key}/…` and what follows it.
@@ -147,8 +176,14 @@ where
         .layer(middleware::map_request(move |request: Request| async move {
             request.map(|body| Body::new(RequestDeadline::new(body, limits.client_body_timeout)))
         }))
-        // Up to the response headers only: a stream, once started, is never cut.
-        .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, limits.response_timeout))
+        // Up to the response headers only: a stream, once started, is never cut. The
+        // Messages route answers its own 504 first, inside the usage layer (labelled with
+        // the upstream it waited on, outcome `timeout`); this one is for every other
+        // route, and a backstop.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            limits.response_timeout + RESPONSE_TIMEOUT_BACKSTOP,
+        ))
         .layer(CatchPanicLayer::new())
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
@@ -205,6 +240,13 @@ async fn authenticate(
             let extensions = request.extensions_mut();
             extensions.insert(id);
             extensions.insert(Caller::user(caller.user.id).with_access_key(caller.key_id));
+            // The provider the routing tries first: what a request that ends before any
+            // response (the client left, or the body was refused: 413, 408) is recorded
+            // under. The router's response says who really answered.
+            extensions.insert(match Routing::from_stored(&caller.user.routing_strategy) {
+                Routing::PlanFirst => Provider::PLAN,
+                Routing::BedrockOnly => Provider::BEDROCK,
+            });
             extensions.insert(caller);
             next.run(request).await
         }
@@ -369,6 +411,27 @@ mod tests {
         );
         assert_eq!(redact("/ak/ak_secret123"), "/ak/<redacted>");
         assert_eq!(redact("/health"), "/health");
+        // A key anywhere else.
+        assert_eq!(
+            redact("/ak_secret123/v1/messages"),
+            "/<redacted>/v1/messages"
+        );
+        let key = "ak_Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2Fy";
+        assert_eq!(redact(&format!("/x/{key}/ak")), "/x/<redacted>/ak");
+        assert_eq!(redact("/v1/sk-ant-api03-abc"), "/v1/<redacted>");
+        assert_eq!(
+            redact("/x/Zm9vYmFyYmF6cXV4cXV1eGNv/y"),
+            "/x/<redacted>/y",
+            "a long base64url run"
+        );
+        // Route names and ids stay readable.
+        let id = "01a2340a-9914-712b-b606-39d3316df1ce";
+        let admin = format!("/admin/users/{id}/keys");
+        assert_eq!(redact(&admin), admin);
+        assert_eq!(
+            redact("/v1/messages/count_tokens"),
+            "/v1/messages/count_tokens"
+        );
     }
 
     #[test]

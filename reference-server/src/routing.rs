@@ -17,7 +17,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
 use rust_decimal::Decimal;
 use serde::Deserialize;
-use usage_layer::{Fallback, Provider, Region, RequestedModel};
+use usage_layer::{Fallback, Outcome, Provider, Region, RequestedModel};
 use uuid::Uuid;
 
 use crate::bedrock::Bedrock;
@@ -105,15 +105,18 @@ pub struct Router {
     budget: Budget,
     cooldowns: Cooldowns,
     max_cooldown: Duration,
+    response_timeout: Duration,
 }
 
 impl Router {
-    /// A router over Plan and, when configured, Bedrock.
+    /// A router over Plan and, when configured, Bedrock, that answers 504 itself when no
+    /// response headers came within `response_timeout`.
     pub fn new(
         plan: PlanClient,
         bedrock: Option<Bedrock>,
         budget: Budget,
         max_cooldown: Duration,
+        response_timeout: Duration,
     ) -> Self {
         Self {
             plan,
@@ -121,6 +124,7 @@ impl Router {
             budget,
             cooldowns: Cooldowns::default(),
             max_cooldown,
+            response_timeout,
         }
     }
 
@@ -139,9 +143,17 @@ impl Router {
         body: Bytes,
     ) -> Response<Body> {
         let model = requested_model(&body);
-        let mut response = self
-            .route(caller, path_and_query, headers, body, model.as_deref())
-            .await;
+        let call = Call {
+            caller,
+            headers,
+            body,
+            waiting: Waiting::default(),
+        };
+        let routed = self.route(&call, path_and_query, model.as_deref());
+        let mut response = match tokio::time::timeout(self.response_timeout, routed).await {
+            Ok(response) => response,
+            Err(_) => call.waiting.timed_out(self.response_timeout),
+        };
         if let Some(model) = model {
             response.extensions_mut().insert(RequestedModel(model));
         }
@@ -150,12 +162,16 @@ impl Router {
 
     async fn route(
         &self,
-        caller: &Authenticated,
+        call: &Call<'_>,
         path_and_query: &str,
-        headers: &HeaderMap,
-        body: Bytes,
         model: Option<&str>,
     ) -> Response<Body> {
+        let Call {
+            caller,
+            headers,
+            body,
+            waiting,
+        } = call;
         let target = self
             .bedrock
             .as_ref()
@@ -163,7 +179,7 @@ impl Router {
 
         if Routing::from_stored(&caller.user.routing_strategy) == Routing::BedrockOnly {
             return match &target {
-                Some(target) => self.bedrock(caller, target, headers, &body, None).await,
+                Some(target) => self.bedrock(call, target, None).await,
                 // The refusal is Bedrock's route's: said so, so stores and metrics agree.
                 None => labelled(
                     anthropic_error(
@@ -182,14 +198,12 @@ impl Router {
                 from: Provider::PLAN,
                 reason: Cow::Borrowed("cooldown"),
             };
-            if let Some(response) = self
-                .bedrock_if_budget(caller, target, headers, &body, fallback)
-                .await
-            {
+            if let Some(response) = self.bedrock_if_budget(call, target, fallback).await {
                 return response;
             }
         }
 
+        waiting.on(Provider::PLAN, None);
         let plan_answer = self.plan.send(path_and_query, headers, body.clone()).await;
         let reason = match &plan_answer {
             Ok(response) => fallback_reason(response.status()),
@@ -206,15 +220,8 @@ impl Router {
             return match open_stream(response, self.plan.header_timeout()).await {
                 Opening::Fine(response) => labelled(response, Provider::PLAN),
                 Opening::Failed { reason, response } => {
-                    self.fall_back_or(
-                        caller,
-                        target.as_ref(),
-                        headers,
-                        &body,
-                        Cow::Owned(reason),
-                        response,
-                    )
-                    .await
+                    self.fall_back_or(call, target.as_ref(), Cow::Owned(reason), response)
+                        .await
                 }
             };
         };
@@ -225,10 +232,8 @@ impl Router {
             self.cooldowns.start(caller.key_id, wait);
         }
         self.fall_back_or(
-            caller,
+            call,
             target.as_ref(),
-            headers,
-            &body,
             Cow::Borrowed(reason),
             response_body(plan_answer),
         )
@@ -238,10 +243,8 @@ impl Router {
     /// Bedrock when it may serve, else Plan's own answer.
     async fn fall_back_or(
         &self,
-        caller: &Authenticated,
+        call: &Call<'_>,
         target: Option<&(&Bedrock, String)>,
-        headers: &HeaderMap,
-        body: &Bytes,
         reason: Cow<'static, str>,
         plan_answer: Response<Body>,
     ) -> Response<Body> {
@@ -250,10 +253,7 @@ impl Router {
                 from: Provider::PLAN,
                 reason: reason.clone(),
             };
-            if let Some(response) = self
-                .bedrock_if_budget(caller, target, headers, body, fallback)
-                .await
-            {
+            if let Some(response) = self.bedrock_if_budget(call, target, fallback).await {
                 tracing::info!(%reason, "Plan failed; served by Bedrock");
                 return response;
             }
@@ -264,17 +264,12 @@ impl Router {
     /// Bedrock, if the budget allows it; `None` sends the caller back to Plan's answer.
     async fn bedrock_if_budget(
         &self,
-        caller: &Authenticated,
+        call: &Call<'_>,
         target: &(&Bedrock, String),
-        headers: &HeaderMap,
-        body: &Bytes,
         fallback: Fallback,
     ) -> Option<Response<Body>> {
-        match self.budget.check(&caller.user).await {
-            Ok(BudgetCheck::Allowed) => Some(
-                self.call_bedrock(target, headers, body, Some(fallback))
-                    .await,
-            ),
+        match self.budget.check(&call.caller.user).await {
+            Ok(BudgetCheck::Allowed) => Some(self.call_bedrock(call, target, Some(fallback)).await),
             Ok(BudgetCheck::Exceeded { .. }) => None,
             Err(error) => {
                 tracing::error!(%error, "budget check failed; not using Bedrock");
@@ -286,14 +281,12 @@ impl Router {
     /// Bedrock for a `bedrock_only` caller: over budget (or unknown) ⇒ 429, Bedrock not called.
     async fn bedrock(
         &self,
-        caller: &Authenticated,
+        call: &Call<'_>,
         target: &(&Bedrock, String),
-        headers: &HeaderMap,
-        body: &Bytes,
         fallback: Option<Fallback>,
     ) -> Response<Body> {
-        match self.budget.check(&caller.user).await {
-            Ok(BudgetCheck::Allowed) => self.call_bedrock(target, headers, body, fallback).await,
+        match self.budget.check(&call.caller.user).await {
+            Ok(BudgetCheck::Allowed) => self.call_bedrock(call, target, fallback).await,
             Ok(BudgetCheck::Exceeded {
                 spent_micros,
                 limit_micros,
@@ -325,13 +318,13 @@ impl Router {
 
     async fn call_bedrock(
         &self,
+        call: &Call<'_>,
         (bedrock, model_id): &(&Bedrock, String),
-        headers: &HeaderMap,
-        body: &Bytes,
         fallback: Option<Fallback>,
     ) -> Response<Body> {
+        call.waiting.on(Provider::BEDROCK, fallback.clone());
         let mut response = bedrock
-            .messages(body, joined_betas(headers).as_ref(), model_id)
+            .messages(&call.body, joined_betas(call.headers).as_ref(), model_id)
             .await;
         let extensions = response.extensions_mut();
         extensions.insert(Provider::BEDROCK);
@@ -379,6 +372,61 @@ fn response_body(answer: Result<Response<hyper::body::Incoming>, PlanFailure>) -
         Err(failure @ PlanFailure::Connect(_)) => {
             anthropic_error(StatusCode::BAD_GATEWAY, "api_error", &failure.to_string())
         }
+    }
+}
+
+/// One Messages request on its way through the router.
+struct Call<'a> {
+    caller: &'a Authenticated,
+    headers: &'a HeaderMap,
+    body: Bytes,
+    waiting: Waiting,
+}
+
+/// The upstream a request is waiting on (Plan, or Bedrock with the fallback that led
+/// there): what a 504 of the proxy's own is labelled with.
+#[derive(Debug)]
+struct Waiting(std::sync::Mutex<(Provider, Option<Fallback>)>);
+
+impl Default for Waiting {
+    fn default() -> Self {
+        Self(std::sync::Mutex::new((Provider::PLAN, None)))
+    }
+}
+
+impl Waiting {
+    fn on(&self, provider: Provider, fallback: Option<Fallback>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = (provider, fallback);
+    }
+
+    /// The 504 after `timeout`: labelled with the upstream waited on, outcome `timeout`.
+    fn timed_out(self, timeout: Duration) -> Response<Body> {
+        let (provider, fallback) = self
+            .0
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        tracing::warn!(
+            provider = provider.as_str(),
+            "no response headers within {timeout:?}: 504"
+        );
+        let mut response = anthropic_error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout_error",
+            &format!(
+                "{} sent no response within {} s",
+                provider.as_str(),
+                timeout.as_secs()
+            ),
+        );
+        let extensions = response.extensions_mut();
+        extensions.insert(Outcome::Timeout);
+        if let Some(fallback) = fallback {
+            extensions.insert(fallback);
+        }
+        labelled(response, provider)
     }
 }
 

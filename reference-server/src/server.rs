@@ -119,14 +119,16 @@ async fn shutdown_signal() {
 const SPOOL_REPORT_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Logs the usage writer's backlog while records wait in its spool (the database is
-/// down or slow), each interval. (The writer itself logs its failed replays, and when the
-/// spool is empty again.)
+/// down or slow), and records lost since the last report, each interval. (The writer
+/// itself logs its failed replays, and when the spool is empty again.)
 async fn report_spool(writer: BatchWriter) {
     let mut every = tokio::time::interval(SPOOL_REPORT_INTERVAL);
+    let mut lost_before = 0;
     loop {
         every.tick().await;
         let stats = writer.stats();
-        if stats.spooled > 0 {
+        let lost = stats.failed + stats.dropped;
+        if stats.spooled > 0 || lost > lost_before {
             let oldest_age_secs = stats
                 .oldest_unwritten
                 .map(|at| (chrono::Utc::now() - at).num_seconds());
@@ -135,10 +137,13 @@ async fn report_spool(writer: BatchWriter) {
                 spool_bytes = stats.spool_bytes,
                 queue_depth = stats.queue_depth,
                 oldest_age_secs,
+                lost,
+                lost_since_last_report = lost - lost_before,
                 lost_spool_full = stats.spool_refused,
-                "usage database unavailable: records waiting in the spool"
+                "usage database unavailable or behind: records waiting in the spool, or lost"
             );
         }
+        lost_before = lost;
     }
 }
 
@@ -246,7 +251,13 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         args.plan_header_timeout(),
     )?;
     let budget = Budget::new(queries.clone(), pending);
-    let router = Router::new(plan, bedrock, budget.clone(), args.max_cooldown());
+    let router = Router::new(
+        plan,
+        bedrock,
+        budget.clone(),
+        args.max_cooldown(),
+        args.response_timeout(),
+    );
     let keys = KeyStore::new(db.clone(), hasher)
         .with_health(Arc::clone(&database_health), args.state.database_timeout())
         .with_cache_file(args.state.state_dir.join("key-cache.json"));

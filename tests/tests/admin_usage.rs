@@ -216,6 +216,20 @@ async fn usage_by_provider_agrees_with_its_breakdown_and_rejects_bad_input() {
                 .iter()
                 .all(|user| user["buckets"].as_array().unwrap().len() == 24)
         );
+        // Users × buckets is capped as buckets are: 1,000 users × 1,440 minutes is not
+        // an answer, and the 400 says how far to lower the limit.
+        let (status, body) = get(
+            &server,
+            &format!("/admin/usage/top-users/series?bucket_type=minute&limit=1000&{range}"),
+            Some(TOKEN),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["parameter"], "limit", "{body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains("at most 6"),
+            "{body}"
+        );
 
         for (query, parameter) in [
             ("provider=vertex", "provider"),
@@ -239,6 +253,16 @@ async fn usage_by_provider_agrees_with_its_breakdown_and_rejects_bad_input() {
             ),
             ("limit=0", "limit"),
             ("user_id=1%27%20OR%20%271%27=%271", "user_id"),
+            ("start_date=0001-01-01&end_date=2026-01-01", "start_date"),
+            ("start_date=2026-01-01&end_date=%2B262142-12-31", "end_date"),
+            (
+                "start_time=-262143-01-01T00:00:00Z&end_time=2026-01-01T00:00:00Z",
+                "start_time",
+            ),
+            (
+                "start_time=2026-01-01T00:00:00Z&end_time=%2B262142-12-31T23:59:59Z",
+                "end_time",
+            ),
         ] {
             let (status, body) = get(
                 &server,

@@ -83,6 +83,12 @@ async fn too_large_bodies_get_413_without_being_read_whole() {
             .all(|row| row.input_tokens == 0 && row.output_tokens == 0),
         "refusals carry no usage: {rows:#?}"
     );
+    // A refusal before routing is the route's first provider's (Plan here), never Bedrock's.
+    assert!(
+        rows.iter()
+            .all(|row| row.provider == "plan" && row.status_code == Some(413)),
+        "{rows:#?}"
+    );
 }
 
 #[tokio::test]

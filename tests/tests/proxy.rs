@@ -380,6 +380,28 @@ async fn oversized_bodies_are_refused_before_they_are_read() {
     assert!(proxy.rows().await.is_empty());
 }
 
+/// The proxy's own 504 is recorded inside the usage layer: the upstream it waited on,
+/// status 504, outcome `timeout` (not `bedrock` / `client_disconnected` / no status).
+#[tokio::test]
+async fn the_proxys_own_504_is_recorded_as_a_timeout_of_the_upstream_it_waited_on() {
+    let setup = Setup {
+        plan_header_timeout_secs: 30,
+        extra_args: vec!["--response-timeout=1".to_owned()],
+        ..Setup::default()
+    };
+    let mut proxy = Proxy::start(PlanReply::Hang, setup).await;
+    let (status, _, body) = proxy.post("/v1/messages", JSON_REQUEST).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"]["type"], "timeout_error", "{body}");
+    let rows = proxy.rows().await;
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(rows[0].provider, "plan");
+    assert_eq!(rows[0].outcome, "timeout");
+    assert_eq!(rows[0].status_code, Some(504));
+    assert_eq!(rows[0].fallback_from, None);
+}
+
 #[tokio::test]
 async fn count_tokens_goes_to_plan_only_and_probes_are_cheap() {
     let mut proxy = Proxy::start(

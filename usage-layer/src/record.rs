@@ -7,7 +7,9 @@
 //!   [`Caller`], [`Labels`], [`Provider`], [`Region`], [`RequestedModel`], [`Format`];
 //! * a closure the layer calls on the request
 //!   ([`UsageLayer::on_request`](crate::UsageLayer::on_request)), which may set any field;
-//! * the **response's** extensions: the same types, and [`Fallback`]. The response wins:
+//! * the **response's** extensions: the same types, [`Fallback`], and — on a response
+//!   that is no success — the [`Outcome`] the service knows better (its own 504:
+//!   [`Outcome::Timeout`]). The response wins:
 //!   a router knows the provider once it has routed, and an authentication layer inside
 //!   the usage layer can label its response with the [`Caller`] it found.
 //!
@@ -300,6 +302,10 @@ pub enum Outcome {
     ServiceError,
     /// The body was delivered, but its usage could not be read (see [`UsageRecord::parse_issue`]).
     Unparsed,
+    /// The service gave up waiting for its upstream and answered itself (a 504): set by
+    /// the service, as an `Outcome` in the response's extensions (the layer cannot tell
+    /// its own 504 from an upstream's).
+    Timeout,
 }
 
 impl Outcome {
@@ -329,6 +335,7 @@ impl Outcome {
             Self::ErrorResponse => "error_response",
             Self::ServiceError => "service_error",
             Self::Unparsed => "unparsed",
+            Self::Timeout => "timeout",
         }
     }
 }

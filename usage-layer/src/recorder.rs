@@ -193,6 +193,8 @@ pub(crate) struct Recorder<K> {
     reader: Reader,
     /// A frame could not be observed; what follows it is not read either.
     blind: bool,
+    /// The outcome the response's extensions declare (for a response that is no success).
+    declared: Option<Outcome>,
     sink: K,
 }
 
@@ -217,6 +219,7 @@ impl<K: UsageSink> Recorder<K> {
             generated_id,
             reader: Reader::Skip(ParseIssue::UnsupportedContentType),
             blind: false,
+            declared: None,
             sink,
         };
         recorder.take_labels(extensions);
@@ -267,6 +270,11 @@ impl<K: UsageSink> Recorder<K> {
             self.record.labels.insert(UPSTREAM_REQUEST_ID, id.as_str());
         }
         self.record.status = Some(response.status());
+        self.declared = response
+            .extensions()
+            .get::<Outcome>()
+            .copied()
+            .filter(|_| !response.status().is_success());
         let (reader, streaming) =
             Reader::for_response(response.headers(), self.settings.limits, self.record.format);
         self.reader = reader;
@@ -311,6 +319,7 @@ impl<K: UsageSink> Recorder<K> {
             settings,
             reader,
             blind,
+            declared,
             sink,
             ..
         } = self;
@@ -319,7 +328,7 @@ impl<K: UsageSink> Recorder<K> {
             body.note_issue(ParseIssue::UnobservableFrame);
         }
         let status = record.status.unwrap_or(StatusCode::OK);
-        record.outcome = outcome(end, status, record.streaming, &body);
+        record.outcome = declared.unwrap_or_else(|| outcome(end, status, record.streaming, &body));
         record.usage = body.billed_usage();
         record.bedrock_metrics = body.bedrock_metrics;
         record.served_model = body.model;

@@ -318,6 +318,39 @@ async fn rate_limited_response_is_recorded_with_status_and_error_type() {
 }
 
 #[tokio::test]
+async fn a_504_the_service_made_itself_says_timeout_and_a_success_cannot_be_relabelled() {
+    let records = MemorySink::new();
+    let service = stack(&records, || {
+        let mut response = Response::builder()
+            .status(StatusCode::GATEWAY_TIMEOUT)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(
+                br#"{"type":"error","error":{"type":"timeout_error","message":"no answer"}}"#,
+            )))
+            .unwrap();
+        response.extensions_mut().insert(Outcome::Timeout);
+        response.extensions_mut().insert(Provider::PLAN);
+        Ok(response)
+    });
+    let response = service.oneshot(Request::new(())).await.unwrap();
+    drain(response.into_body()).await;
+    let record = only(&records);
+    assert_eq!(record.outcome, Outcome::Timeout);
+    assert_eq!(record.status, Some(StatusCode::GATEWAY_TIMEOUT));
+    assert_eq!(record.provider, Some(Provider::PLAN));
+
+    // On a success the layer's own reading stands.
+    let service = stack(&records, || {
+        let mut response = sse_response(frames(&[START, DELTA_TEXT, MESSAGE_DELTA, STOP]));
+        response.extensions_mut().insert(Outcome::Timeout);
+        Ok(response)
+    });
+    let response = service.oneshot(Request::new(())).await.unwrap();
+    drain(response.into_body()).await;
+    assert_eq!(only(&records).outcome, Outcome::Completed);
+}
+
+#[tokio::test]
 async fn encoded_body_passes_untouched_and_unparsed() {
     // A coding the layer does not read, and a gzip body that is not gzip.
     for (coding, issue) in [

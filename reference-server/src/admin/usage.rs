@@ -70,6 +70,8 @@ struct UsageQuery {
     range: BucketRange,
     filter: UsageFilter,
     limit: u64,
+    /// Buckets in the range.
+    buckets: usize,
 }
 
 fn parse<T: FromStr>(
@@ -136,6 +138,7 @@ impl UsageParams {
             range: BucketRange::new(buckets, kind, from, to),
             filter,
             limit,
+            buckets: count,
         })
     }
 
@@ -160,6 +163,8 @@ impl UsageParams {
                     parse("start_date", Some(start), "a date (YYYY-MM-DD)")?.expect("given");
                 let end: NaiveDate =
                     parse("end_date", Some(end), "a date (YYYY-MM-DD)")?.expect("given");
+                supported("start_date", start)?;
+                supported("end_date", end)?;
                 if start > end {
                     return Err(AdminError::bad("start_date", "is after end_date"));
                 }
@@ -177,6 +182,8 @@ impl UsageParams {
             (_, _, (Some(start), Some(end))) => {
                 let start = parse_time("start_time", start)?;
                 let end = parse_time("end_time", end)?;
+                supported("start_time", start.date_naive())?;
+                supported("end_time", end.date_naive())?;
                 if start >= end {
                     return Err(AdminError::bad("start_time", "is not before end_time"));
                 }
@@ -204,6 +211,26 @@ impl UsageParams {
                 Ok((start, buckets.next(kind, start)))
             }
         }
+    }
+}
+
+/// The dates the usage endpoints take: from the Unix epoch to the end of year 9999 (the
+/// bucket arithmetic and the databases' timestamps are exact there, and no usage is
+/// recorded outside it).
+const SUPPORTED_DATES: (NaiveDate, NaiveDate) = (
+    NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date"),
+    NaiveDate::from_ymd_opt(9999, 12, 31).expect("a date"),
+);
+
+fn supported(parameter: &'static str, date: NaiveDate) -> Result<(), AdminError> {
+    let (first, last) = SUPPORTED_DATES;
+    if (first..=last).contains(&date) {
+        Ok(())
+    } else {
+        Err(AdminError::bad(
+            parameter,
+            format!("must be between {first} and {last}"),
+        ))
     }
 }
 
@@ -408,15 +435,14 @@ async fn names(
 /// The query's top users (by cost, then tokens) and their names.
 async fn top(
     state: &AppState,
-    params: &UsageParams,
-) -> Result<(UsageQuery, Vec<UserTotals>, HashMap<String, String>), AdminError> {
-    let query = params.validate(state.queries.buckets())?;
+    query: &UsageQuery,
+) -> Result<(Vec<UserTotals>, HashMap<String, String>), AdminError> {
     let top = state
         .queries
         .top_users(&query.range, &query.filter, query.limit)
         .await?;
     let names = names(state, &top).await?;
-    Ok((query, top, names))
+    Ok((top, names))
 }
 
 /// The users with the highest cost (then most tokens) in the range.
@@ -435,7 +461,8 @@ async fn top_users(
     State(state): State<Arc<AppState>>,
     AdminQuery(params): AdminQuery<UsageParams>,
 ) -> Result<Json<TopUsersJson>, AdminError> {
-    let (query, top, mut names) = top(&state, &params).await?;
+    let query = params.validate(state.queries.buckets())?;
+    let (top, mut names) = top(&state, &query).await?;
     Ok(Json(TopUsersJson {
         range: RangeJson::of(&query),
         users: top
@@ -483,7 +510,21 @@ async fn top_users_series(
     State(state): State<Arc<AppState>>,
     AdminQuery(params): AdminQuery<UsageParams>,
 ) -> Result<Json<TopUsersSeriesJson>, AdminError> {
-    let (query, top, mut names) = top(&state, &params).await?;
+    let query = params.validate(state.queries.buckets())?;
+    // One answer holds at most MAX_BUCKETS buckets, whichever way they are split.
+    let most = u64::try_from(MAX_BUCKETS / query.buckets.max(1)).unwrap_or(u64::MAX);
+    if query.limit > most {
+        return Err(AdminError::bad(
+            "limit",
+            format!(
+                "{} users × {} buckets is more than the {MAX_BUCKETS} buckets an answer may \
+                 hold: set limit to at most {most}, or choose a wider bucket type or a \
+                 shorter range",
+                query.limit, query.buckets
+            ),
+        ));
+    }
+    let (top, mut names) = top(&state, &query).await?;
     let ids: Vec<Option<String>> = top.into_iter().map(|user| user.user_id).collect();
     let series = state
         .queries

@@ -373,6 +373,13 @@ fn parse_name(name: &str) -> Result<String, AdminError> {
             format!("must be at most {MAX_NAME_CHARS} characters"),
         ));
     }
+    // Postgres text cannot hold NUL; other control characters only break logs and lists.
+    if name.chars().any(char::is_control) {
+        return Err(AdminError::bad(
+            "name",
+            "must not contain control characters (NUL, line breaks, …)",
+        ));
+    }
     Ok(name.to_owned())
 }
 

@@ -289,7 +289,7 @@ fn metrics_fields(metrics: &BedrockMetrics) -> [Option<u64>; 6] {
 }
 
 // Tags are part of the format: never renumber, only add.
-const OUTCOMES: [Outcome; 7] = [
+const OUTCOMES: [Outcome; 8] = [
     Outcome::Completed,
     Outcome::ClientDisconnected,
     Outcome::UpstreamError,
@@ -297,6 +297,7 @@ const OUTCOMES: [Outcome; 7] = [
     Outcome::ErrorResponse,
     Outcome::ServiceError,
     Outcome::Unparsed,
+    Outcome::Timeout,
 ];
 
 fn outcome_tag(outcome: Outcome) -> u8 {
@@ -308,6 +309,7 @@ fn outcome_tag(outcome: Outcome) -> u8 {
         Outcome::ErrorResponse => 4,
         Outcome::ServiceError => 5,
         Outcome::Unparsed => 6,
+        Outcome::Timeout => 7,
     }
 }
 
@@ -642,7 +644,7 @@ pub(crate) mod tests {
         for issue in ISSUES {
             assert_eq!(issue_from(issue_tag(issue)), Ok(issue));
         }
-        assert_eq!(outcome_from(7), Err(DecodeError::Invalid("outcome")));
+        assert_eq!(outcome_from(8), Err(DecodeError::Invalid("outcome")));
     }
 
     #[test]

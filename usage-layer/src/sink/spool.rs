@@ -284,7 +284,14 @@ impl Spool {
             // Take back whatever part was written; and append to a new segment from now
             // on, in case that failed too (the next open then finds a bad tail here).
             let _ = file.set_len(segment.len);
+            let empty = (segment.len == 0).then(|| segment.path.clone());
             self.tail = None;
+            // A segment started for this append holds nothing: it goes, so that a disk
+            // that stays full does not fill the directory with empty files.
+            if let Some(path) = empty {
+                self.segments.pop_back();
+                let _ = std::fs::remove_file(&path);
+            }
             return Err(error);
         }
         segment.len += frames.len() as u64;

@@ -74,7 +74,8 @@ pub struct WriterStats {
     pub failed: u64,
     /// Records refused: the queue was full (and there is no spool), or the writer had stopped.
     pub dropped: u64,
-    /// Of `failed`: records refused because the spool had reached its size cap.
+    /// Of `failed`: records the spool refused — it had reached its size cap, or its disk
+    /// would not take them (full, read-only).
     pub spool_refused: u64,
     /// Records waiting in memory: the queue and the batch in hand.
     pub queue_depth: u64,
@@ -448,6 +449,19 @@ async fn open_spool(config: SpoolConfig) -> Result<Spool, SpoolError> {
         })
 }
 
+/// Counts `records` the spool refused (full, or its disk failing); the total so far.
+fn lost_to_the_spool(counters: &Counters, records: u64) -> u64 {
+    counters.spool_refused.fetch_add(records, Ordering::AcqRel) + records
+}
+
+/// Whether going from `total - added` to `total` passed a power of two: a loss worth a log
+/// line (1, 2, 4, 8, …), so that a spool that stays full logs a few lines, not one per
+/// request.
+fn crossed_power_of_two(total: u64, added: u64) -> bool {
+    let before = total - added;
+    before == 0 || before.ilog2() != total.ilog2()
+}
+
 /// Sleeps for `limit`; never ends without one.
 async fn sleep_or_never(limit: Option<Duration>) {
     match limit {
@@ -745,19 +759,29 @@ impl<S: UsageStore> Worker<S> {
             Some(Ok(appended)) => {
                 let refused = (count - appended) as u64;
                 if refused > 0 {
-                    let total =
-                        counters.spool_refused.fetch_add(refused, Ordering::AcqRel) + refused;
-                    tracing::error!(
-                        records = refused,
-                        total,
-                        max_bytes = self.config.spool.as_ref().map(|spool| spool.max_bytes),
-                        "usage spool full: records lost"
-                    );
+                    let total = lost_to_the_spool(counters, refused);
+                    if crossed_power_of_two(total, refused) {
+                        tracing::error!(
+                            records = refused,
+                            total,
+                            max_bytes = self.config.spool.as_ref().map(|spool| spool.max_bytes),
+                            "usage spool full: records lost (logged at 1, 2, 4, 8, … lost)"
+                        );
+                    }
                 }
                 appended
             }
             Some(Err(error)) => {
-                tracing::error!(%error, records = count, "usage records lost: could not spool them");
+                let total = lost_to_the_spool(counters, count as u64);
+                if crossed_power_of_two(total, count as u64) {
+                    tracing::error!(
+                        %error,
+                        records = count,
+                        total,
+                        "usage records lost: the spool could not write them (logged at 1, 2, 4, \
+                         8, … lost)"
+                    );
+                }
                 0
             }
             None => 0,

@@ -28,8 +28,12 @@ pub fn signal(pid: u32, signal: &str) {
     assert!(status.success(), "kill -{signal} {pid} failed");
 }
 
-/// The `reference-server` binary built beside the running test.
+/// The `reference-server` binary: `REFERENCE_SERVER_BIN` if set (e.g. a release build),
+/// else the one built beside the running test.
 pub fn server_binary() -> PathBuf {
+    if let Some(binary) = std::env::var_os("REFERENCE_SERVER_BIN") {
+        return PathBuf::from(binary);
+    }
     let exe = std::env::current_exe().expect("the test's path");
     let binary = exe
         .parent()

@@ -155,18 +155,25 @@ async fn new_user(
     (user, key.expose().to_owned())
 }
 
+/// The Bedrock stand-in the tests use: it streams a message of 1,200 input and 345 output
+/// tokens.
+pub async fn bedrock_stand_in() -> BedrockStandIn {
+    let bedrock = BedrockStandIn::start().await;
+    bedrock.respond_with(Reply::Stream(stream_reply_for(
+        "claude-sonnet-4-5",
+        1200,
+        345,
+        "Hello from Bedrock",
+    )));
+    bedrock
+}
+
 impl Proxy {
     /// Starts the stand-ins (Plan answering `plan_reply`, Bedrock streaming 1,200 in and 345
     /// out) and the server, and issues the test user a key.
     pub async fn start(plan_reply: PlanReply, setup: Setup) -> Self {
         let plan = PlanStandIn::start(plan_reply).await;
-        let bedrock = BedrockStandIn::start().await;
-        bedrock.respond_with(Reply::Stream(stream_reply_for(
-            "claude-sonnet-4-5",
-            1200,
-            345,
-            "Hello from Bedrock",
-        )));
+        let bedrock = bedrock_stand_in().await;
         let dir = tempfile::tempdir().expect("temporary directory");
         let database_url = setup.database_url.clone().unwrap_or_else(|| {
             format!(

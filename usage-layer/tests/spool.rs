@@ -413,3 +413,82 @@ async fn a_hung_store_call_is_given_up_after_the_attempt_timeout() {
     assert_eq!(store.ids(), ids(&sent));
     writer.shutdown().await.unwrap();
 }
+
+/// A tmpfs of `size` mounted on a temporary directory, unmounted when dropped; `None` when
+/// this process may not mount (not root, or no `mount` in the sandbox).
+struct TinyDisk {
+    dir: tempfile::TempDir,
+}
+
+impl TinyDisk {
+    fn mount(size: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        mounted.then_some(Self { dir })
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// The spool's disk fills up (a 64 KiB tmpfs) while the store is down: what it cannot
+/// write is counted as refused, no empty segment files pile up, and what it did write is
+/// replayed once the store is back.
+#[tokio::test]
+async fn a_full_spool_disk_counts_what_it_loses_and_leaves_no_empty_segments() {
+    let Some(disk) = TinyDisk::mount("64k") else {
+        eprintln!("SKIPPED: a full disk needs a tmpfs, and this process may not mount one");
+        return;
+    };
+    let store = Store::down();
+    let mut config = config(disk.dir.path());
+    config.max_attempts = 1;
+    let mut spool = SpoolConfig::new(disk.dir.path());
+    // The disk, not the cap, is what refuses; small segments, so that appends go on
+    // starting new ones once it is full.
+    spool.segment_bytes = 4 << 10;
+    config.spool = Some(spool);
+    let (sink, writer) = BatchWriter::try_spawn(store.clone(), config.clone())
+        .await
+        .unwrap();
+    let sent = records(2_000);
+    for chunk in sent.chunks(50) {
+        for record in chunk {
+            sink.record(record.clone());
+        }
+        writer.flush().await.unwrap();
+    }
+    let stats = writer.stats();
+    assert!(stats.spooled > 0, "{stats:?}");
+    assert!(stats.spool_refused > 0, "the disk filled up: {stats:?}");
+    assert_eq!(
+        stats.failed, stats.spool_refused,
+        "every loss is the spool's"
+    );
+    assert_eq!(stats.spooled + stats.spool_refused, 2_000, "{stats:?}");
+    let empty: Vec<_> = std::fs::read_dir(disk.dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "seg"))
+        .filter(|entry| entry.metadata().is_ok_and(|meta| meta.len() == 0))
+        .map(|entry| entry.file_name())
+        .collect();
+    assert!(empty.is_empty(), "empty segments left behind: {empty:?}");
+
+    store.set_down(false);
+    writer.flush().await.unwrap();
+    let after = writer.stats();
+    assert_eq!(after.spooled, 0, "{after:?}");
+    assert_eq!(store.ids().len() as u64, stats.spooled);
+    writer.shutdown().await.unwrap();
+}

@@ -91,6 +91,10 @@ pub struct RecordedRequest {
 struct State {
     reply: Reply,
     requests: Vec<RecordedRequest>,
+    /// Requests received, kept or not.
+    count: usize,
+    /// Count requests without keeping them (memory stays flat under load).
+    count_only: bool,
 }
 
 /// A Bedrock Runtime stand-in on `127.0.0.1`; see the [module docs](self).
@@ -115,6 +119,8 @@ impl BedrockStandIn {
                 message: "the stand-in has no reply scripted".to_owned(),
             },
             requests: Vec::new(),
+            count: 0,
+            count_only: false,
         }));
         let server = tokio::spawn(serve(listener, Arc::clone(&state))).abort_handle();
         Self {
@@ -134,9 +140,20 @@ impl BedrockStandIn {
         lock(&self.state).reply = reply;
     }
 
-    /// The requests received so far, oldest first.
+    /// The requests received so far, oldest first (none kept after
+    /// [`count_only`](Self::count_only)).
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.state).requests.clone()
+    }
+
+    /// From now on, requests are counted but not kept: memory stays flat under load.
+    pub fn count_only(&self) {
+        lock(&self.state).count_only = true;
+    }
+
+    /// How many requests were received.
+    pub fn request_count(&self) -> usize {
+        lock(&self.state).count
     }
 }
 
@@ -182,12 +199,15 @@ async fn answer(
         .map(|(_, operation)| operation.to_owned());
     let reply = {
         let mut state = lock(&state);
-        let (headers, body) = super::detached(&parts.headers, &body);
-        state.requests.push(RecordedRequest {
-            path,
-            headers,
-            body,
-        });
+        state.count += 1;
+        if !state.count_only {
+            let (headers, body) = super::detached(&parts.headers, &body);
+            state.requests.push(RecordedRequest {
+                path,
+                headers,
+                body,
+            });
+        }
         state.reply.clone()
     };
     Ok(match (parts.method, operation.as_deref()) {

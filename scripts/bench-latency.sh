@@ -9,6 +9,7 @@
 #
 #   scripts/bench-latency.sh          # 300 streams each way (after 30 to warm up)
 #   STREAMS=1000 scripts/bench-latency.sh
+#   SERVER_BIN=/elsewhere/reference-server scripts/bench-latency.sh   # another build
 #
 # Prints a Markdown table (medians and quartiles, ms) for BENCHMARKS.md.
 set -euo pipefail
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
 streams="${STREAMS:-300}"
 warmup="${WARMUP:-30}"
-cargo build --locked -q --release -p reference-server
+[ -n "${SERVER_BIN:-}" ] || cargo build --locked -q --release -p reference-server
 cargo build --locked -q --profile bench -p usage-benches --bin e2e
 work=$(mktemp -d)
 pids=()
@@ -28,7 +29,7 @@ pids+=($!)
 until grep -q '^listening ' "$work/upstream.out" 2>/dev/null; do sleep 0.1; done
 upstream=$(awk '/^listening / { print $2; exit }' "$work/upstream.out")
 
-server="$target/release/reference-server"
+server="${SERVER_BIN:-$target/release/reference-server}"
 export PROXY_STATE_DIR="$work" PROXY_DATABASE_URL="sqlite://$work/proxy.db?mode=rwc"
 user=$("$server" users create --name latency 2>/dev/null | tail -1)
 key=$("$server" keys create --user "$user" 2>/dev/null | tail -1)

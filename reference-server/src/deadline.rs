@@ -150,8 +150,12 @@ pin_project! {
     pub struct Watched<B> {
         #[pin]
         body: B,
+        // Fires at the latest possible idle deadline; when it does, the deadline is the
+        // last frame's time + `timeout`, and it is re-armed if that is later (one timer
+        // operation per timeout period instead of one per frame).
         #[pin]
         idle: Sleep,
+        last_frame: Instant,
         #[pin]
         shutdown: WaitForCancellationFutureOwned,
         timeout: Duration,
@@ -176,6 +180,7 @@ impl<B> Watched<B> {
         Self {
             body,
             idle: sleep(timeout),
+            last_frame: Instant::now(),
             shutdown: shutdown.cancelled_owned(),
             timeout,
             event_stream,
@@ -215,16 +220,20 @@ where
                             || (data.as_ref() == b"\n" && *this.last_byte_newline);
                         *this.last_byte_newline = ends_newline;
                     }
-                    this.idle.as_mut().reset(Instant::now() + *this.timeout);
+                    *this.last_frame = Instant::now();
                     return Poll::Ready(Some(Ok(frame)));
                 }
                 Poll::Ready(other) => {
                     return Poll::Ready(other.map(|frame| frame.map_err(Into::into)));
                 }
-                Poll::Pending => {
-                    ready!(this.idle.poll(cx));
-                    Cut::UpstreamIdle(*this.timeout)
-                }
+                Poll::Pending => loop {
+                    ready!(this.idle.as_mut().poll(cx));
+                    let deadline = *this.last_frame + *this.timeout;
+                    if deadline <= Instant::now() {
+                        break Cut::UpstreamIdle(*this.timeout);
+                    }
+                    this.idle.as_mut().reset(deadline);
+                },
             }
         };
         *this.done = true;
@@ -287,6 +296,29 @@ mod tests {
         let text = collect_text(body).await;
         assert!(text.starts_with("event: message_start\ndata: {}\n\nevent: error\n"));
         assert!(text.contains(r#""type":"upstream_idle_timeout""#), "{text}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_stream_that_never_goes_silent_for_the_timeout_is_not_cut() {
+        // Five events a minute apart: five minutes in all, never two minutes of silence.
+        let events = futures::stream::unfold(0, |sent| async move {
+            (sent < 5).then_some(())?;
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let event = Bytes::from_static(b"event: ping\ndata: {}\n\n");
+            Some((
+                Ok::<_, std::convert::Infallible>(Frame::data(event)),
+                sent + 1,
+            ))
+        });
+        let body = Watched::new(
+            StreamBody::new(events),
+            Duration::from_secs(120),
+            CancellationToken::new(),
+            true,
+        );
+        let text = collect_text(body).await;
+        assert_eq!(text.matches("event: ping").count(), 5);
+        assert!(!text.contains("error"), "{text}");
     }
 
     #[tokio::test(start_paused = true)]

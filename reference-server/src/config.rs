@@ -269,6 +269,10 @@ pub struct ServeArgs {
     /// Open client connections from one address; more are closed at once.
     #[arg(long, env = "PROXY_MAX_CONNECTIONS_PER_IP", default_value_t = 1024)]
     pub max_connections_per_ip: usize,
+    /// `TCP_NODELAY` on client connections: each write leaves at once (a stream's events
+    /// reach the client as they come), at the cost of more, smaller packets.
+    #[arg(long, env = "PROXY_TCP_NODELAY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub tcp_nodelay: bool,
     /// Seconds an upstream stream may go without sending anything before it is cut (the
     /// record says `upstream_error`, `error_type` `upstream_idle_timeout`).
     #[arg(
@@ -350,6 +354,7 @@ impl ServeArgs {
             header_timeout: Duration::from_secs(self.client_header_timeout_secs.max(1)),
             max_connections: self.max_connections.max(1),
             max_connections_per_ip: self.max_connections_per_ip.max(1),
+            nodelay: self.tcp_nodelay,
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
         }
     }

@@ -4,8 +4,9 @@
 //! nothing, or sends its headers a byte at a time, or keeps an idle keep-alive connection,
 //! holds a socket and a task for ever. Here every accepted connection:
 //!
-//! * has `TCP_NODELAY` on: a stream's events leave as they come, instead of waiting for
-//!   the client's delayed ACK (Nagle's algorithm held small writes ~40 ms);
+//! * has `TCP_NODELAY` on (unless turned off): a stream's events leave as they come,
+//!   instead of waiting for the client's delayed ACK (Nagle's algorithm held small writes
+//!   up to ~40 ms);
 //! * must send its first byte within the header timeout, and every request head in full
 //!   within it (hyper's header-read timer, which hyper also runs while a keep-alive
 //!   connection waits for its next request: the same bound is the idle timeout);
@@ -44,6 +45,8 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
     /// Open client connections from one address.
     pub max_connections_per_ip: usize,
+    /// `TCP_NODELAY` on accepted sockets.
+    pub nodelay: bool,
     /// How long shutdown waits for requests in flight before cutting them.
     pub shutdown_timeout: Duration,
 }
@@ -54,6 +57,7 @@ impl Default for ConnectionLimits {
             header_timeout: Duration::from_secs(30),
             max_connections: 4096,
             max_connections_per_ip: 1024,
+            nodelay: true,
             shutdown_timeout: Duration::from_secs(30),
         }
     }
@@ -174,7 +178,9 @@ pub async fn serve(
             continue;
         };
         stats.accepted.fetch_add(1, Ordering::Relaxed);
-        let _ = stream.set_nodelay(true);
+        if limits.nodelay {
+            let _ = stream.set_nodelay(true);
+        }
         let connection = connection(
             stream,
             app.clone(),

@@ -239,7 +239,7 @@ impl KeyStore {
         self
     }
 
-    /// Saves the key cache every [`CACHE_SAVE_INTERVAL`] while it changes (none without
+    /// Saves the key cache every 10 s while it changes (none without
     /// a cache file).
     pub fn spawn_cache_saver(&self) -> Option<tokio::task::JoinHandle<()>> {
         self.cache_file.as_ref()?;

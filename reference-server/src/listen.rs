@@ -81,7 +81,7 @@ const RESERVED_DESCRIPTORS: u64 = 512;
 impl ConnectionLimits {
     /// Raises the process's soft limit on open files to its hard limit, and lowers
     /// [`max_connections`](Self::max_connections) to what fits under it with room for
-    /// the upstream connections of as many requests (and [`RESERVED_DESCRIPTORS`]): so a
+    /// the upstream connections of as many requests (and 512 more): so a
     /// flood of connections makes new ones wait, never fails an accept or a request's
     /// own upstream connection with "too many open files".
     pub fn fit_to_descriptor_limit(mut self) -> Self {

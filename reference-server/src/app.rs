@@ -95,6 +95,8 @@ pub struct AppState {
     pub database: Arc<crate::database::DatabaseHealth>,
     /// Idle timeout and shutdown cut of upstream bodies.
     pub upstream_bodies: UpstreamBodies,
+    /// What the client connections' limits did (shown by `/health`).
+    pub connections: Arc<crate::listen::ConnectionStats>,
 }
 
 /// `/ak/{key}/rest` ⇒ `/ak/<redacted>/rest`: the key never reaches a log line.
@@ -377,6 +379,7 @@ async fn health(State(state): State<Arc<AppState>>) -> axum::Json<serde_json::Va
             "reachable": !database_down,
             "migrated": state.database.is_migrated(),
         },
+        "connections": state.connections.json(),
         "usage": {
             "queue_depth": usage.queue_depth,
             "spooled": usage.spooled,

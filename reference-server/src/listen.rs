@@ -119,6 +119,17 @@ impl ConnectionLimits {
 /// How long cut streams have to send their last event before their connections close.
 const CUT_GRACE: Duration = Duration::from_secs(2);
 
+impl ConnectionStats {
+    /// The counts, as `/health` shows them.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "open": self.open.load(Ordering::Relaxed),
+            "accepted": self.accepted.load(Ordering::Relaxed),
+            "refused_per_ip": self.refused_per_ip.load(Ordering::Relaxed),
+        })
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` completes; then stops as the
 /// [module docs](self) say, cancelling `cut` when the requests in flight have had their
 /// time (the application cuts its open streams on it).

@@ -262,6 +262,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         .with_health(Arc::clone(&database_health), args.state.database_timeout())
         .with_cache_file(args.state.state_dir.join("key-cache.json"));
     let key_cache_saver = keys.spawn_cache_saver();
+    let connections = Arc::new(ConnectionStats::default());
     // Cancelled at the shutdown deadline: the streams still open are cut.
     let cut = CancellationToken::new();
     let state = Arc::new(AppState {
@@ -275,6 +276,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         usage_writer: writer.clone(),
         metrics: args.metrics.then(crate::metrics::prometheus).transpose()?,
         database: Arc::clone(&database_health),
+        connections: Arc::clone(&connections),
         upstream_bodies: UpstreamBodies {
             idle_timeout: args.upstream_idle_timeout(),
             shutdown: cut.clone(),
@@ -293,7 +295,6 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
     };
     let service = app(state, sink, limits);
     let connection_limits = args.connection_limits().fit_to_descriptor_limit();
-    let connections = Arc::new(ConnectionStats::default());
     let task = tokio::spawn(async move {
         let stop = async {
             let _ = stopped.await;

@@ -113,23 +113,27 @@ async fn connections_over_the_per_address_cap_are_closed_at_once() {
     assert!(read_to_close(&mut third).await.is_empty());
     // A slot given back is a slot again.
     drop(held);
-    let mut answered = false;
+    let mut answered = None;
     for _ in 0..100 {
         let mut next = connect(&proxy).await;
         let _ = next
             .write_all(b"GET /health HTTP/1.1\r\nhost: proxy\r\nconnection: close\r\n\r\n")
             .await;
-        if read_to_close(&mut next).await.starts_with(b"HTTP/1.1 200") {
-            answered = true;
+        let answer = read_to_close(&mut next).await;
+        if answer.starts_with(b"HTTP/1.1 200") {
+            answered = Some(answer);
             break;
         }
         // The server may not have seen the two close yet.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(
-        answered,
-        "no connection was served after the held ones closed"
-    );
+    let answer = answered.expect("a connection served after the held ones closed");
+    // `/health` counts the refusals: the third, and any the loop met.
+    let answer = String::from_utf8_lossy(&answer);
+    let (_, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+    let health: serde_json::Value = serde_json::from_str(body).expect("/health's JSON");
+    let refused = health["connections"]["refused_per_ip"].as_u64();
+    assert!(refused.is_some_and(|n| n >= 1), "{health}");
 }
 
 #[tokio::test]

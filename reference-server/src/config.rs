@@ -127,13 +127,25 @@ impl Routing {
 /// Where state lives: the database, and the directory for generated secrets.
 #[derive(Clone, Debug, Args)]
 pub struct StateArgs {
-    /// Database URL: `sqlite://FILE?mode=rwc` or `postgres://…`.
+    /// Database URL: `sqlite://FILE?mode=rwc` or `postgres://…` (with `sslmode` and
+    /// `sslrootcert` as libpq reads them; the original's `postgresql+asyncpg://…?ssl=…`
+    /// is read too).
     #[arg(
         long,
         env = "PROXY_DATABASE_URL",
-        default_value = "sqlite://reference-server.db?mode=rwc"
+        default_value = "sqlite://reference-server.db?mode=rwc",
+        hide_env_values = true
     )]
     pub database_url: String,
+    /// TLS to Postgres, over the URL's `sslmode`: `disable`, `prefer` (sqlx's default),
+    /// `require` (encrypted, server not verified), `verify-ca` (its certificate chains to
+    /// `--database-sslrootcert`), `verify-full` (and names the URL's host).
+    #[arg(long, env = "PROXY_DATABASE_SSLMODE", value_enum)]
+    pub database_sslmode: Option<crate::database::SslMode>,
+    /// The CA certificate(s) (PEM) the Postgres server's certificate must chain to, over
+    /// the URL's `sslrootcert` (default: the web's root CAs, which RDS's are not).
+    #[arg(long, env = "PROXY_DATABASE_SSLROOTCERT")]
+    pub database_sslrootcert: Option<PathBuf>,
     /// Seconds to get a database connection (connecting included) or a key lookup's
     /// answer before the request path goes on without the database.
     #[arg(
@@ -160,6 +172,16 @@ pub struct StateArgs {
 }
 
 impl StateArgs {
+    /// The URL to connect with: [`database::connection_url`](crate::database::connection_url)
+    /// of the flags.
+    pub fn database_url(&self) -> anyhow::Result<String> {
+        crate::database::connection_url(
+            &self.database_url,
+            self.database_sslmode,
+            self.database_sslrootcert.as_deref(),
+        )
+    }
+
     /// Time to a database connection or a key lookup's answer.
     pub fn database_timeout(&self) -> Duration {
         Duration::from_secs(self.database_timeout_secs.max(1))

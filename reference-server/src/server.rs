@@ -29,9 +29,9 @@ use crate::secrets::load_or_generate;
 /// The database (migrated up) and the key hasher; fails when the database cannot be
 /// reached (the commands other than `serve` need it).
 pub async fn open_state(state: &StateArgs) -> anyhow::Result<(DatabaseConnection, KeyHasher)> {
-    let db = database::connect(&state.database_url, state.database_timeout(), false)
+    let db = database::connect(&state.database_url()?, state.database_timeout(), false)
         .await
-        .context("connecting to the database (PROXY_DATABASE_URL)")?;
+        .map_err(database::connect_error)?;
     // Its own tables and the usage tables, each with its own tracking table.
     migration::up(&db).await.context("running migrations")?;
     Ok((db, key_hasher(state)?))
@@ -43,7 +43,7 @@ async fn open_for_serving(
     state: &StateArgs,
     health: &Arc<DatabaseHealth>,
 ) -> anyhow::Result<DatabaseConnection> {
-    let db = database::connect(&state.database_url, state.database_timeout(), true)
+    let db = database::connect(&state.database_url()?, state.database_timeout(), true)
         .await
         .context("the database URL (PROXY_DATABASE_URL)")?;
     match migration::up(&db).await {
@@ -61,6 +61,9 @@ async fn open_for_serving(
                     tracing::error!(%error, "migrations failed once the database answered");
                 }
             });
+        }
+        Err(error) if database::tls_failure(&error).is_some() => {
+            return Err(database::connect_error(error));
         }
         Err(error) => return Err(anyhow::Error::new(error).context("running migrations")),
     }

@@ -146,33 +146,127 @@ pub struct PgCluster {
     /// The port it listens on.
     pub port: u16,
     postmaster: Option<tokio::process::Child>,
+    /// `-c` settings beyond the defaults (TLS).
+    settings: Vec<String>,
+}
+
+/// A certificate authority made for one test, and a server certificate it signed.
+#[derive(Debug)]
+pub struct TestCa {
+    /// The CA's certificate (PEM): what a client trusts.
+    pub ca_pem: String,
+    /// The server's certificate (PEM), for `hosts`.
+    pub cert_pem: String,
+    /// The server certificate's private key (PEM).
+    pub key_pem: String,
+}
+
+impl TestCa {
+    /// A new CA and a server certificate for the DNS names `hosts` (ECDSA P-256).
+    pub fn new(hosts: &[&str]) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "usage-tests CA");
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
+            .expect("the CA certificate");
+        let key = KeyPair::generate().expect("server key");
+        let hosts: Vec<String> = hosts.iter().map(|host| (*host).to_owned()).collect();
+        let cert = CertificateParams::new(hosts)
+            .expect("server params")
+            .signed_by(&key, &ca)
+            .expect("the server certificate");
+        Self {
+            ca_pem: ca.pem(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
 }
 
 impl PgCluster {
     /// `initdb` and start. `None` (with a loud line) when no Postgres binaries are
     /// installed — unless `CI` or `REQUIRE_POSTGRES` is set, where that is a failure.
     pub async fn start() -> Option<Self> {
+        let mut cluster = Self::init().await?;
+        cluster.restart().await;
+        Some(cluster)
+    }
+
+    /// Like [`start`](Self::start), serving TLS only with `ca`'s server certificate:
+    /// `hostssl` connections are trusted, any other is rejected (so a client that
+    /// connects at all spoke TLS).
+    pub async fn start_tls(ca: &TestCa) -> Option<Self> {
+        let mut cluster = Self::init().await?;
+        let data = cluster.dir.path().join("data");
+        std::fs::write(data.join("server.crt"), &ca.cert_pem).expect("server.crt");
+        std::fs::write(data.join("server.key"), &ca.key_pem).expect("server.key");
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n\
+             hostnossl all all 0.0.0.0/0 reject\n",
+        )
+        .expect("pg_hba.conf");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(
+                data.join("server.key"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .expect("server.key mode");
+        }
+        cluster.chown();
+        cluster.settings = [
+            "ssl=on",
+            "ssl_cert_file=server.crt",
+            "ssl_key_file=server.key",
+        ]
+        .map(String::from)
+        .to_vec();
+        cluster.restart().await;
+        Some(cluster)
+    }
+
+    /// The cluster's directory (not its data directory): files a test hands to clients.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn chown(&self) {
+        if is_root() {
+            let status = std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(self.dir.path())
+                .status()
+                .expect("chown runs");
+            assert!(status.success(), "chown failed");
+        }
+    }
+
+    async fn init() -> Option<Self> {
         let Some(bin) = postgres_bin() else {
             let message = "no Postgres server binaries (initdb) found: set PG_BIN";
             assert!(
                 std::env::var_os("CI").is_none() && std::env::var_os("REQUIRE_POSTGRES").is_none(),
                 "{message}"
             );
-            eprintln!("SKIPPED (Postgres crash test): {message}");
+            eprintln!("SKIPPED (a Postgres cluster of the test's own): {message}");
             return None;
         };
         let dir = tempfile::tempdir().expect("a temporary directory");
         let data = dir.path().join("data");
         std::fs::create_dir(&data).expect("the data directory");
-        if is_root() {
-            let status = std::process::Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .expect("chown runs");
-            assert!(status.success(), "chown failed");
-        }
-        let status = as_postgres(&bin.join("initdb"))
+        let cluster = Self {
+            dir,
+            bin,
+            port: free_port(),
+            postmaster: None,
+            settings: Vec::new(),
+        };
+        cluster.chown();
+        let status = as_postgres(&cluster.bin.join("initdb"))
             .args([
                 "-A",
                 "trust",
@@ -188,13 +282,6 @@ impl PgCluster {
             .status()
             .expect("initdb runs");
         assert!(status.success(), "initdb failed");
-        let mut cluster = Self {
-            dir,
-            bin,
-            port: free_port(),
-            postmaster: None,
-        };
-        cluster.restart().await;
         Some(cluster)
     }
 
@@ -233,6 +320,7 @@ impl PgCluster {
                         "unix_socket_directories={}",
                         self.dir.path().display()
                     ))
+                    .args(self.settings.iter().flat_map(|setting| ["-c", setting]))
                     .kill_on_drop(true)
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::null())

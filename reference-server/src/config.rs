@@ -38,6 +38,23 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// How log lines are written to stderr: `text` for people, `json` (one object per
+    /// line: timestamp, level, target, message and fields) for log pipelines.
+    #[arg(long, global = true, env = "PROXY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// What is logged: a level (`warn`, `info`, `debug`, …) or `RUST_LOG`-style
+    /// directives (`info,reference_server=debug`). Over `RUST_LOG`; default `info`.
+    #[arg(long, global = true, env = "PROXY_LOG_LEVEL")]
+    pub log_level: Option<String>,
+}
+
+/// The log lines' form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (colored on a terminal).
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The subcommands.

@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use reference_server::config::{Cli, Command, KeysCommand, UsersCommand};
+use reference_server::config::{Cli, Command, KeysCommand, LogFormat, UsersCommand};
 use reference_server::keys::KeyStore;
 use reference_server::server::{open_state, start};
 use reference_server::users;
@@ -12,19 +12,48 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    match run(Cli::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
+    let cli = Cli::parse();
+    let filter = match log_filter(cli.log_level.as_deref()) {
+        Ok(filter) => filter,
         Err(error) => {
             eprintln!("reference-server: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+    let format = cli.log_format;
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            match format {
+                LogFormat::Text => eprintln!("reference-server: {error:#}"),
+                // A log pipeline gets the reason as one more JSON line.
+                LogFormat::Json => tracing::error!(error = format!("{error:#}"), "failed"),
+            }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `--log-level` if given, else `RUST_LOG`, else `info`; directives that do not parse
+/// are an error (a typo must not silently log nothing).
+fn log_filter(flag: Option<&str>) -> anyhow::Result<EnvFilter> {
+    use anyhow::Context;
+    match flag {
+        Some(directives) => EnvFilter::try_new(directives)
+            .with_context(|| format!("--log-level / PROXY_LOG_LEVEL {directives:?}")),
+        None => match std::env::var("RUST_LOG") {
+            Ok(directives) if !directives.trim().is_empty() => {
+                EnvFilter::try_new(&directives).with_context(|| format!("RUST_LOG {directives:?}"))
+            }
+            _ => Ok(EnvFilter::new("info")),
+        },
     }
 }
 
@@ -45,14 +74,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }) => {
             let (db, _) = open_state(&state).await?;
             let id = users::create(&db, &name, monthly_budget_usd, routing).await?;
-            eprintln!("created user {name:?}");
+            tracing::info!(%id, name, "created user");
             last_line(&id.to_string())
         }
         Command::Demo { dir } => reference_server::demo::run(&dir).await,
         Command::Keys(KeysCommand::Create { state, user, name }) => {
             let (db, hasher) = open_state(&state).await?;
             let (id, key) = KeyStore::new(db, hasher).issue(user, name).await?;
-            eprintln!("created access key {id} for user {user}; it is shown only once:");
+            tracing::info!(%id, %user, "created access key; it is shown only once, on stdout");
             last_line(key.expose())
         }
     }

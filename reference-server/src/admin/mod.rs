@@ -5,6 +5,9 @@
 //! Errors are `{"detail": "…"}` (the original system's shape) with 400 for bad input (the
 //! message names the parameter), 401 without the token, 404 for unknown ids.
 
+mod input;
+mod keys;
+mod prices;
 mod usage;
 mod users;
 
@@ -163,6 +166,8 @@ fn api() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(usage::routes())
         .merge(users::routes())
+        .merge(keys::routes())
+        .merge(prices::routes())
 }
 
 /// `/admin/…`: the admin routes behind the token, and the OpenAPI document.

@@ -32,6 +32,7 @@ use usage_layer::store::sea_orm::migration::OwnedSchema;
 pub use usage_layer::store::sea_orm::migration::UsageMigrator;
 
 pub mod m20250101_000001_users_and_keys;
+pub mod m20261202_000002_keys_mappings_prices;
 
 /// The reference server's migrations, tracked in `reference_server_migrations`.
 #[derive(Clone, Copy, Debug)]
@@ -47,8 +48,16 @@ impl ServerMigrator {
             "m20250101_000001_users_and_keys",
         )],
         adopts_with: m20250101_000001_users_and_keys::USERS.0,
-        // `access_keys` refers to `users`: it goes first.
+        // Each table before those it refers to.
         tables: &[
+            m20261202_000002_keys_mappings_prices::PRICE_OVERRIDES.0,
+            m20261202_000002_keys_mappings_prices::PRICE_OVERRIDES.1,
+            m20261202_000002_keys_mappings_prices::MODEL_MAPPINGS.0,
+            m20261202_000002_keys_mappings_prices::MODEL_MAPPINGS.1,
+            m20261202_000002_keys_mappings_prices::BEDROCK_CREDENTIALS.0,
+            m20261202_000002_keys_mappings_prices::BEDROCK_CREDENTIALS.1,
+            m20261202_000002_keys_mappings_prices::ACCESS_KEYS_ROLLBACK,
+            m20261202_000002_keys_mappings_prices::USERS_ROLLBACK,
             m20250101_000001_users_and_keys::ACCESS_KEYS.0,
             m20250101_000001_users_and_keys::ACCESS_KEYS.1,
             m20250101_000001_users_and_keys::USERS.0,
@@ -60,7 +69,10 @@ impl ServerMigrator {
 #[async_trait::async_trait]
 impl MigratorTrait for ServerMigrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20250101_000001_users_and_keys::Migration)]
+        vec![
+            Box::new(m20250101_000001_users_and_keys::Migration),
+            Box::new(m20261202_000002_keys_mappings_prices::Migration),
+        ]
     }
 
     fn migration_table_name() -> DynIden {

@@ -97,6 +97,8 @@ pub struct AppState {
     pub upstream_bodies: UpstreamBodies,
     /// What the client connections' limits did (shown by `/health`).
     pub connections: Arc<crate::listen::ConnectionStats>,
+    /// How long a rotated key stays accepted, unless a rotation asks otherwise.
+    pub key_rotation_grace: std::time::Duration,
 }
 
 /// `/ak/{key}/rest` ⇒ `/ak/<redacted>/rest`: the key never reaches a log line.

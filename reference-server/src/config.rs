@@ -87,6 +87,9 @@ pub enum UsersCommand {
         /// Display name.
         #[arg(long)]
         name: String,
+        /// What the user is for.
+        #[arg(long)]
+        description: Option<String>,
         /// Monthly Bedrock budget in USD (unlimited when absent).
         #[arg(long)]
         monthly_budget_usd: Option<rust_decimal::Decimal>,
@@ -327,6 +330,14 @@ pub struct ServeArgs {
         default_value_t = 30
     )]
     pub shutdown_timeout_secs: u64,
+    /// Seconds a key replaced by `POST /admin/keys/{id}/rotate` stays accepted (a request
+    /// may ask for another period).
+    #[arg(
+        long = "key-rotation-grace",
+        env = "PROXY_KEY_ROTATION_GRACE",
+        default_value_t = 300
+    )]
+    pub key_rotation_grace_secs: u64,
     /// The largest request body accepted, in bytes.
     #[arg(long, env = "PROXY_MAX_REQUEST_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_request_bytes: usize,

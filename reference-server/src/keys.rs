@@ -23,12 +23,16 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::database::DatabaseHealth;
-use crate::entity::{access_keys, users};
+use crate::entity::{access_keys, bedrock_credentials, users};
 use crate::throttle::Throttle;
 
 const PREFIX: &str = "ak_";
-/// `ak_` and 32 bytes in unpadded base64url.
+/// `ak_` and 32 bytes in unpadded base64url: the keys this server issues.
 const KEY_LEN: usize = 3 + 43;
+/// The lengths of key accepted after `ak_`: this server's 43, and the other lengths an
+/// imported deployment's keys may have (the original's are URL-safe text after `ak_` as
+/// well); anything else is refused before a lookup.
+const ACCEPTED_BODY_LEN: std::ops::RangeInclusive<usize> = 16..=128;
 /// What lists show of a key: enough to recognise it, far too little to guess it.
 const SHOWN: usize = 11;
 
@@ -41,13 +45,15 @@ impl RawKey {
     pub fn generate() -> Self {
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
-        Self(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
+        let key = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
+        debug_assert_eq!(key.len(), KEY_LEN);
+        Self(key)
     }
 
     /// Reads a presented key; `None` if it cannot be a key (checked before any lookup).
     pub fn parse(text: &str) -> Option<Self> {
         let body = text.strip_prefix(PREFIX)?;
-        let well_formed = text.len() == KEY_LEN
+        let well_formed = ACCEPTED_BODY_LEN.contains(&body.len())
             && body
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
@@ -61,7 +67,7 @@ impl RawKey {
 
     /// The first characters, stored to recognise the key in lists.
     pub fn prefix(&self) -> &str {
-        &self.0[..SHOWN]
+        &self.0[..SHOWN.min(self.0.len())]
     }
 }
 
@@ -134,6 +140,19 @@ pub struct Authenticated {
     pub key_id: Uuid,
     /// The owner.
     pub user: users::Model,
+    /// A key replaced by a rotation is accepted until then (from the key cache too).
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The key's own Bedrock region; `None`: the server's.
+    #[serde(default)]
+    pub bedrock_region: Option<String>,
+}
+
+impl Authenticated {
+    /// Whether the key is past its rotation's grace period at `now`.
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|end| end <= now)
+    }
 }
 
 /// How long the last successful lookup of a key stands in for the database while the
@@ -284,7 +303,7 @@ impl KeyStore {
             .last_known()
             .keys
             .get(&hash)
-            .filter(|known| known.is_fresh())
+            .filter(|known| known.is_fresh() && !known.caller.is_expired(Utc::now()))
             .map(|known| known.caller.clone());
         if self.health.is_down()
             && let Some(caller) = known
@@ -381,12 +400,16 @@ impl KeyStore {
                 Some(user)
                     if bool::from(key.key_hash.as_bytes().ct_eq(hash.as_bytes()))
                         && key.is_active
-                        && user.is_active =>
+                        && user.is_active
+                        && user.deleted_at.is_none() =>
                 {
                     Some(Authenticated {
                         key_id: key.id,
                         user,
+                        expires_at: key.expires_at,
+                        bedrock_region: key.bedrock_region,
                     })
+                    .filter(|caller| !caller.is_expired(Utc::now()))
                 }
                 _ => None,
             };
@@ -412,11 +435,111 @@ impl KeyStore {
             created_at: Set(Utc::now()),
             revoked_at: Set(None),
             last_used_at: Set(None),
+            expires_at: Set(None),
+            replaced_by: Set(None),
+            bedrock_region: Set(None),
         })
         .exec(&self.db)
         .await?;
         Ok((id, key))
     }
+
+    /// Replaces key `old` with a new one that inherits its owner, name, Bedrock region
+    /// and Bedrock credential; `old` stays accepted for `grace`, then is refused. All in
+    /// one transaction: a rotation that fails leaves the old key as it was.
+    pub async fn rotate(&self, old: Uuid, grace: Duration) -> Result<Rotated, RotateError> {
+        use sea_orm::TransactionTrait;
+        let txn = self.db.begin().await?;
+        let current = access_keys::Entity::find_by_id(old)
+            .one(&txn)
+            .await?
+            .ok_or(RotateError::NotFound)?;
+        let now = Utc::now();
+        if !current.is_active {
+            return Err(RotateError::Revoked);
+        }
+        if current.replaced_by.is_some() {
+            return Err(RotateError::AlreadyRotated(current.expires_at));
+        }
+        let key = RawKey::generate();
+        let id = Uuid::now_v7();
+        let expires_at = chrono::Duration::from_std(grace)
+            .ok()
+            .and_then(|grace| now.checked_add_signed(grace))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        access_keys::Entity::insert(access_keys::ActiveModel {
+            id: Set(id),
+            user_id: Set(current.user_id),
+            key_hash: Set(self.hasher.hash(&key)),
+            key_prefix: Set(key.prefix().to_owned()),
+            name: Set(current.name.clone()),
+            is_active: Set(true),
+            created_at: Set(now),
+            revoked_at: Set(None),
+            last_used_at: Set(None),
+            expires_at: Set(None),
+            replaced_by: Set(None),
+            bedrock_region: Set(current.bedrock_region.clone()),
+        })
+        .exec(&txn)
+        .await?;
+        if let Some(credential) = bedrock_credentials::Entity::find_by_id(old)
+            .one(&txn)
+            .await?
+        {
+            let mut copy: bedrock_credentials::ActiveModel = credential.into();
+            copy.access_key_id = Set(id);
+            copy.created_at = Set(now);
+            copy.updated_at = Set(now);
+            bedrock_credentials::Entity::insert(copy).exec(&txn).await?;
+        }
+        // Only a key not rotated meanwhile changes: two rotations at once make one new key.
+        let changed = access_keys::Entity::update_many()
+            .col_expr(access_keys::Column::ExpiresAt, Expr::value(expires_at))
+            .col_expr(access_keys::Column::ReplacedBy, Expr::value(id))
+            .filter(access_keys::Column::Id.eq(old))
+            .filter(access_keys::Column::ReplacedBy.is_null())
+            .filter(access_keys::Column::IsActive.eq(true))
+            .exec(&txn)
+            .await?;
+        if changed.rows_affected != 1 {
+            return Err(RotateError::AlreadyRotated(None));
+        }
+        txn.commit().await?;
+        Ok(Rotated {
+            id,
+            key,
+            old_expires_at: expires_at,
+        })
+    }
+}
+
+/// A rotation's result.
+#[derive(Debug)]
+pub struct Rotated {
+    /// The new key's id.
+    pub id: Uuid,
+    /// The new key: shown once.
+    pub key: RawKey,
+    /// When the old key stops being accepted.
+    pub old_expires_at: DateTime<Utc>,
+}
+
+/// Why a key was not rotated.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    /// No such key.
+    #[error("no such access key")]
+    NotFound,
+    /// The key is revoked.
+    #[error("the key is revoked")]
+    Revoked,
+    /// The key was rotated already (a key is rotated once; rotate its replacement).
+    #[error("the key was rotated already; rotate the key that replaced it")]
+    AlreadyRotated(Option<DateTime<Utc>>),
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] DbErr),
 }
 
 /// The saved cache: JSON, hash → the caller and when the database confirmed it.
@@ -461,10 +584,21 @@ mod tests {
             "ak_",
             "sk-ant-xyz",
             "ak_../../etc/passwd",
-            &format!("ak_{}", "a".repeat(44)),
+            &format!("ak_{}", "a".repeat(15)),
+            &format!("ak_{}", "a".repeat(129)),
             &format!("ak_{}%", "a".repeat(42)),
+            &format!("ak_{} ", "a".repeat(42)),
         ] {
             assert_eq!(RawKey::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn keys_of_other_lengths_are_read_for_imported_deployments() {
+        for body in ["a".repeat(16), "Zx-_9".repeat(8), "f".repeat(128)] {
+            let text = format!("ak_{body}");
+            let key = RawKey::parse(&text).expect("a key");
+            assert_eq!(key.expose(), text);
         }
     }
 

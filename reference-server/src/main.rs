@@ -69,11 +69,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Users(UsersCommand::Create {
             state,
             name,
+            description,
             monthly_budget_usd,
             routing,
         }) => {
             let (db, _) = open_state(&state).await?;
-            let id = users::create(&db, &name, monthly_budget_usd, routing).await?;
+            let id = users::create_described(
+                &db,
+                &name,
+                description.as_deref(),
+                monthly_budget_usd,
+                routing,
+            )
+            .await?;
             tracing::info!(%id, name, "created user");
             last_line(&id.to_string())
         }

@@ -280,6 +280,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         metrics: args.metrics.then(crate::metrics::prometheus).transpose()?,
         database: Arc::clone(&database_health),
         connections: Arc::clone(&connections),
+        key_rotation_grace: Duration::from_secs(args.key_rotation_grace_secs),
         upstream_bodies: UpstreamBodies {
             idle_timeout: args.upstream_idle_timeout(),
             shutdown: cut.clone(),

@@ -16,6 +16,17 @@ pub async fn create(
     monthly_budget_usd: Option<Decimal>,
     routing: Routing,
 ) -> Result<Uuid, DbErr> {
+    create_described(db, name, None, monthly_budget_usd, routing).await
+}
+
+/// [`create`] with a description.
+pub async fn create_described(
+    db: &DatabaseConnection,
+    name: &str,
+    description: Option<&str>,
+    monthly_budget_usd: Option<Decimal>,
+    routing: Routing,
+) -> Result<Uuid, DbErr> {
     let id = Uuid::now_v7();
     let now = Utc::now();
     users::Entity::insert(users::ActiveModel {
@@ -26,6 +37,8 @@ pub async fn create(
         routing_strategy: Set(routing.as_str().to_owned()),
         created_at: Set(now),
         updated_at: Set(now),
+        description: Set(description.map(str::to_owned)),
+        deleted_at: Set(None),
     })
     .exec(db)
     .await?;

@@ -202,11 +202,14 @@ async fn users_round_trip() {
         fields,
         [
             "created_at",
+            "deleted_at",
+            "description",
             "id",
             "is_active",
             "monthly_budget_usd",
             "name",
             "routing_strategy",
+            "status",
             "updated_at"
         ]
     );
@@ -607,13 +610,17 @@ async fn keys_are_shown_once_and_revocation_is_idempotent() {
     assert_eq!(
         fields,
         [
+            "bedrock_region",
             "created_at",
+            "expires_at",
             "id",
             "is_active",
             "key_prefix",
             "last_used_at",
             "name",
+            "replaced_by",
             "revoked_at",
+            "status",
             "user_id"
         ]
     );
@@ -623,6 +630,7 @@ async fn keys_are_shown_once_and_revocation_is_idempotent() {
         assert!(!text.contains(&key[12..]), "nor more than its prefix");
     }
     assert_eq!(listed[0]["is_active"], true);
+    assert_eq!(listed[0]["status"], "active");
     assert_eq!(listed[0]["revoked_at"], Value::Null);
     assert_eq!(listed[0]["key_prefix"], laptop["key_prefix"]);
     assert_eq!(listed[0]["created_at"], laptop["created_at"]);
@@ -630,6 +638,7 @@ async fn keys_are_shown_once_and_revocation_is_idempotent() {
     let revoke = format!("/admin/keys/{}/revoke", id(&laptop));
     let revoked = admin.ok(Method::POST, &revoke, None, StatusCode::OK).await;
     assert_eq!(revoked["is_active"], false);
+    assert_eq!(revoked["status"], "revoked");
     let revoked_at = time(&revoked["revoked_at"]);
     assert!(revoked_at >= time(&laptop["created_at"]));
     assert!(
@@ -866,7 +875,9 @@ async fn the_openapi_document_describes_the_endpoints() {
         ("/admin/users/{user_id}/budget", "put", "users"),
         ("/admin/users/{user_id}/keys", "post", "keys"),
         ("/admin/users/{user_id}/keys", "get", "keys"),
+        ("/admin/users/{user_id}", "delete", "users"),
         ("/admin/keys/{key_id}/revoke", "post", "keys"),
+        ("/admin/keys/{key_id}/rotate", "post", "keys"),
         ("/admin/pricing", "get", "pricing"),
     ] {
         let operation = &paths[path][method];
@@ -904,6 +915,8 @@ async fn the_openapi_document_describes_the_endpoints() {
         "IssuedKey",
         "AccessKey",
         "AccessKeyList",
+        "Rotation",
+        "RotatedKey",
         "Price",
         "PriceList",
         "RoutingStrategy",
@@ -924,11 +937,231 @@ async fn the_openapi_document_describes_the_endpoints() {
         .unwrap()
         .keys()
         .collect();
-    assert_eq!(user_fields.len(), 7);
+    assert_eq!(user_fields.len(), 10);
     assert!(
         !schemas["AccessKey"]["properties"]
             .as_object()
             .unwrap()
             .contains_key("key")
     );
+}
+
+#[tokio::test]
+async fn a_rotated_key_works_for_its_grace_period_and_its_successor_inherits_it() {
+    let admin = Admin::start().await;
+    let keys = admin.key_store().await;
+    let user = admin.create_user(json!({ "name": "Ada" })).await;
+    let keys_path = format!("/admin/users/{}/keys", id(&user));
+    let old = admin
+        .ok(
+            Method::POST,
+            &keys_path,
+            Some(r#"{"name":"laptop"}"#),
+            StatusCode::CREATED,
+        )
+        .await;
+    let rotate = |key: &Value| format!("/admin/keys/{}/rotate", id(key));
+
+    let rotated = admin
+        .ok(Method::POST, &rotate(&old), None, StatusCode::CREATED)
+        .await;
+    assert_eq!(rotated["replaces"], old["id"]);
+    assert_eq!(rotated["name"], "laptop", "the name is inherited");
+    assert_eq!(rotated["user_id"], user["id"]);
+    let new_key = rotated["key"].as_str().unwrap();
+    let grace = time(&rotated["old_key_expires_at"]) - time(&rotated["created_at"]);
+    assert!(
+        (Duration::seconds(299)..=Duration::seconds(300)).contains(&grace),
+        "the default grace period is 300 s: {grace}"
+    );
+    let old_raw = old["key"].as_str().unwrap();
+    for key in [old_raw, new_key] {
+        assert!(keys.authenticate(key).await.unwrap().is_some(), "both work");
+    }
+    let list = admin
+        .ok(Method::GET, &keys_path, None, StatusCode::OK)
+        .await;
+    assert_eq!(list["keys"][0]["status"], "rotating");
+    assert_eq!(list["keys"][0]["replaced_by"], rotated["id"]);
+    assert_eq!(list["keys"][0]["expires_at"], rotated["old_key_expires_at"]);
+    assert_eq!(list["keys"][1]["status"], "active");
+    assert!(
+        !list.to_string().contains(&new_key[12..]),
+        "never shown again"
+    );
+
+    // A key is rotated once: the successor is what rotates next.
+    let (status, json) = admin.call(Method::POST, &rotate(&old), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{json}");
+    assert!(json["detail"].as_str().unwrap().contains("rotated already"));
+
+    // A zero grace period refuses the old key at once.
+    let next = admin
+        .ok(
+            Method::POST,
+            &rotate(&rotated),
+            Some(r#"{"grace_period_seconds":0}"#),
+            StatusCode::CREATED,
+        )
+        .await;
+    assert!(keys.authenticate(new_key).await.unwrap().is_none());
+    assert!(
+        keys.authenticate(next["key"].as_str().unwrap())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let list = admin
+        .ok(Method::GET, &keys_path, None, StatusCode::OK)
+        .await;
+    assert_eq!(list["keys"][1]["status"], "expired");
+
+    // A short grace period ends on time.
+    let short = admin
+        .ok(
+            Method::POST,
+            &rotate(&next),
+            Some(r#"{"grace_period_seconds":1}"#),
+            StatusCode::CREATED,
+        )
+        .await;
+    let next_raw = next["key"].as_str().unwrap();
+    assert!(keys.authenticate(next_raw).await.unwrap().is_some());
+    while Utc::now() <= time(&short["old_key_expires_at"]) {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(keys.authenticate(next_raw).await.unwrap().is_none());
+
+    for (body, parameter) in [
+        (
+            r#"{"grace_period_seconds":2592001}"#,
+            "grace_period_seconds",
+        ),
+        (r#"{"grace_period_seconds":-1}"#, "body"),
+        (r#"{"grace":1}"#, "body"),
+    ] {
+        let (status, json) = admin.call(Method::POST, &rotate(&short), Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {json}");
+        assert_eq!(json["parameter"], parameter, "{body}: {json}");
+    }
+    let revoked = admin
+        .ok(
+            Method::POST,
+            &format!("/admin/keys/{}/revoke", id(&short)),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    let (status, _) = admin.call(Method::POST, &rotate(&revoked), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a revoked key is not rotated");
+    let (status, _) = admin
+        .call(
+            Method::POST,
+            &format!("/admin/keys/{}/rotate", Uuid::now_v7()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn deleting_a_user_revokes_its_keys_and_keeps_it_listed_as_deleted() {
+    let admin = Admin::start().await;
+    let keys = admin.key_store().await;
+    let user = admin
+        .create_user(json!({ "name": "Ada", "description": "  platform team  " }))
+        .await;
+    assert_eq!(user["description"], "platform team");
+    assert_eq!(user["status"], "active");
+    let user_path = format!("/admin/users/{}", id(&user));
+    let changed = admin
+        .ok(
+            Method::PATCH,
+            &user_path,
+            Some(r#"{"description":"infra\nteam"}"#),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(changed["description"], "infra\nteam");
+    let cleared = admin
+        .ok(
+            Method::PATCH,
+            &user_path,
+            Some(r#"{"description":null}"#),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(cleared["description"], Value::Null);
+    let (status, json) = admin
+        .call(
+            Method::PATCH,
+            &user_path,
+            Some(&json!({ "description": "x".repeat(2001) }).to_string()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(json["parameter"], "description");
+
+    let keys_path = format!("{user_path}/keys");
+    let key = admin
+        .ok(Method::POST, &keys_path, None, StatusCode::CREATED)
+        .await;
+    let raw = key["key"].as_str().unwrap();
+    assert!(keys.authenticate(raw).await.unwrap().is_some());
+
+    let deleted = admin
+        .ok(Method::DELETE, &user_path, None, StatusCode::OK)
+        .await;
+    assert_eq!(deleted["status"], "deleted");
+    assert_eq!(deleted["is_active"], false);
+    let deleted_at = time(&deleted["deleted_at"]);
+    assert!(keys.authenticate(raw).await.unwrap().is_none());
+    let listed = admin
+        .ok(Method::GET, &keys_path, None, StatusCode::OK)
+        .await;
+    assert_eq!(listed["keys"][0]["status"], "revoked");
+
+    let again = admin
+        .ok(Method::DELETE, &user_path, None, StatusCode::OK)
+        .await;
+    assert_eq!(
+        time(&again["deleted_at"]),
+        deleted_at,
+        "deleting twice changes nothing"
+    );
+    let (status, json) = admin
+        .call(Method::PATCH, &user_path, Some(r#"{"is_active":true}"#))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    assert_eq!(json["parameter"], "is_active");
+
+    let everyone = admin
+        .ok(
+            Method::GET,
+            "/admin/users?include_inactive=true",
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert!(
+        everyone["users"].as_array().unwrap().is_empty(),
+        "{everyone}"
+    );
+    let with_deleted = admin
+        .ok(
+            Method::GET,
+            "/admin/users?include_inactive=true&include_deleted=true",
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(with_deleted["users"][0]["id"], user["id"]);
+    let (status, _) = admin
+        .call(
+            Method::DELETE,
+            &format!("/admin/users/{}", Uuid::now_v7()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

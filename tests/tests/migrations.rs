@@ -202,7 +202,7 @@ fn assert_legacy_rows_upgraded(
 async fn legacy_rows_upgrade_and_down_then_up_loses_nothing() {
     for db in TestDb::all_unmigrated().await {
         let (user, key) = (Uuid::now_v7(), Uuid::now_v7());
-        ServerMigrator::up(&db.db, None).await.unwrap();
+        ServerMigrator::up(&db.db, Some(1)).await.unwrap();
         UsageMigrator::up(&db.db, Some(1)).await.unwrap();
         let request = write_legacy_rows(&db, user, key).await;
         migration::up(&db.db).await.unwrap();
@@ -381,7 +381,7 @@ async fn the_single_migrators_databases_are_taken_over() {
         // The single migrator's schema is the two migrators' first migrations (the same
         // statements, split); its record is one table with the old names.
         let (user, key) = (Uuid::now_v7(), Uuid::now_v7());
-        ServerMigrator::up(&db.db, None).await.unwrap();
+        ServerMigrator::up(&db.db, Some(1)).await.unwrap();
         UsageMigrator::up(&db.db, Some(1)).await.unwrap();
         let request = write_legacy_rows(&db, user, key).await;
         UsageMigrator::up(&db.db, Some(OLD_VERSIONS.len() as u32 - 1))
@@ -420,10 +420,17 @@ async fn the_single_migrators_databases_are_taken_over() {
             "{}",
             db.backend
         );
+        let server = tracked(&db, "reference_server_migrations").await;
         assert_eq!(
-            tracked(&db, "reference_server_migrations").await,
-            [("m20250101_000001_users_and_keys".to_owned(), 1_700_000_001)],
+            server[0],
+            ("m20250101_000001_users_and_keys".to_owned(), 1_700_000_001),
             "{}",
+            db.backend
+        );
+        assert_eq!(
+            server.len(),
+            ServerMigrator::migrations().len(),
+            "{}: the later migrations ran",
             db.backend
         );
         let usage = tracked(&db, "usage_layer_migrations").await;
@@ -445,6 +452,114 @@ async fn the_single_migrators_databases_are_taken_over() {
             "{}: only the application's version is left",
             db.backend
         );
+        db.close().await;
+    }
+}
+
+/// The server's second migration (descriptions, soft deletion, rotation, per-key Bedrock,
+/// mappings and prices): rolled back and applied again, every value it holds is back.
+#[tokio::test]
+async fn the_servers_second_migration_rolls_back_and_forth_keeping_its_data() {
+    use reference_server::entity::{
+        access_keys, bedrock_credentials, model_mappings, price_overrides, users,
+    };
+    use sea_orm::ActiveValue::Set;
+    for db in TestDb::all().await {
+        let now = Utc.with_ymd_and_hms(2026, 12, 1, 9, 30, 0).unwrap();
+        let user = users::Model {
+            id: Uuid::now_v7(),
+            name: "Ada".into(),
+            is_active: false,
+            monthly_budget_micros: Some(5_000_000),
+            routing_strategy: "plan_first".into(),
+            created_at: now,
+            updated_at: now,
+            description: Some("platform team".into()),
+            deleted_at: Some(now),
+        };
+        users::Entity::insert(users::ActiveModel::from(user.clone()))
+            .exec(&db.db)
+            .await
+            .unwrap();
+        let key = access_keys::Model {
+            id: Uuid::now_v7(),
+            user_id: user.id,
+            key_hash: "a".repeat(64),
+            key_prefix: "ak_abcdef".into(),
+            name: Some("laptop".into()),
+            is_active: true,
+            created_at: now,
+            revoked_at: None,
+            last_used_at: None,
+            expires_at: Some(now),
+            replaced_by: Some(Uuid::now_v7()),
+            bedrock_region: Some("eu-central-1".into()),
+        };
+        access_keys::Entity::insert(access_keys::ActiveModel::from(key.clone()))
+            .exec(&db.db)
+            .await
+            .unwrap();
+        bedrock_credentials::Entity::insert(bedrock_credentials::ActiveModel {
+            access_key_id: Set(key.id),
+            encrypted: Set(vec![0, 1, 2, 255]),
+            encryption: Set("local".into()),
+            key_hash: Set("b".repeat(64)),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .exec(&db.db)
+        .await
+        .unwrap();
+        model_mappings::Entity::insert(model_mappings::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            claude_model: Set("claude-x".into()),
+            bedrock_model: Set("global.anthropic.claude-x-v1:0".into()),
+            description: Set(None),
+            is_active: Set(true),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .exec(&db.db)
+        .await
+        .unwrap();
+        price_overrides::Entity::insert(price_overrides::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            provider: Set("bedrock".into()),
+            region: Set("eu-central-1".into()),
+            model: Set("claude-x".into()),
+            effective_date: Set(now.date_naive()),
+            input_per_million_micros: Set(3_000_000),
+            output_per_million_micros: Set(15_000_000),
+            cache_write_5m_per_million_micros: Set(3_750_000),
+            cache_write_1h_per_million_micros: Set(6_000_000),
+            cache_read_per_million_micros: Set(300_000),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .exec(&db.db)
+        .await
+        .unwrap();
+        let everything = || async {
+            (
+                users::Entity::find().all(&db.db).await.unwrap(),
+                access_keys::Entity::find().all(&db.db).await.unwrap(),
+                bedrock_credentials::Entity::find()
+                    .all(&db.db)
+                    .await
+                    .unwrap(),
+                model_mappings::Entity::find().all(&db.db).await.unwrap(),
+                price_overrides::Entity::find().all(&db.db).await.unwrap(),
+            )
+        };
+        let before = everything().await;
+        assert_eq!(before.0, [user], "{}", db.backend);
+
+        ServerMigrator::down(&db.db, Some(1)).await.unwrap();
+        assert!(!has_table(&db, "model_mappings").await, "{}", db.backend);
+        let names = select(&db, "users", &["id", "name"]).await;
+        assert_eq!(names.len(), 1, "{}: the user stays", db.backend);
+        ServerMigrator::up(&db.db, None).await.unwrap();
+        assert_eq!(everything().await, before, "{}: down 1, up", db.backend);
         db.close().await;
     }
 }

@@ -20,6 +20,9 @@ use super::AdminError;
 /// The longest user or key name, in characters.
 pub(super) const MAX_NAME_CHARS: usize = 200;
 
+/// The longest description, in characters.
+pub(super) const MAX_DESCRIPTION_CHARS: usize = 2000;
+
 /// The OpenAPI schema of an amount of USD in a request: a decimal string or a JSON number,
 /// at least 0, at most 6 decimal places.
 pub(super) struct UsdInput;
@@ -78,6 +81,28 @@ pub(super) fn parse_name(name: &str) -> Result<String, AdminError> {
         ));
     }
     Ok(name.to_owned())
+}
+
+/// A description without surrounding spaces; empty is none. Line breaks and tabs are
+/// fine here, other control characters (NUL first) are not.
+pub(super) fn parse_description(text: &str) -> Result<Option<String>, AdminError> {
+    let text = text.trim();
+    if text.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(AdminError::bad(
+            "description",
+            format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
+        ));
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(AdminError::bad(
+            "description",
+            "must not contain control characters other than line breaks and tabs",
+        ));
+    }
+    Ok((!text.is_empty()).then(|| text.to_owned()))
 }
 
 /// An amount of USD in micro-USD; `null` is `None` (unlimited).

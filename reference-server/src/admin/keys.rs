@@ -1,4 +1,9 @@
-//! Access keys: issue (the only time a key is shown), list, revoke.
+//! Access keys: issue and rotate (the only times a key is shown), list, revoke.
+//!
+//! A rotation issues a new key with the old one's owner, name, Bedrock region and
+//! Bedrock credential, and keeps the old key accepted for a grace period (the server's
+//! `--key-rotation-grace`, 300 s by default, or the request's), so that clients can
+//! move over without a failed request.
 
 use std::sync::Arc;
 
@@ -20,12 +25,14 @@ use super::users::find_user;
 use super::{AdminError, ErrorBody, parse_json};
 use crate::app::AppState;
 use crate::entity::access_keys;
+use crate::keys::RotateError;
 
 /// The routes of this module.
 pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(issue_key, list_keys))
         .routes(routes!(revoke_key))
+        .routes(routes!(rotate_key))
 }
 
 /// A new access key.
@@ -68,6 +75,10 @@ struct AccessKey {
     key_prefix: String,
     /// The label.
     name: Option<String>,
+    /// `active`; `rotating` (replaced, accepted until `expires_at`); `expired` (replaced,
+    /// past it); `revoked`.
+    #[schema(example = "active")]
+    status: &'static str,
     /// Revoked keys are inactive.
     is_active: bool,
     /// Created.
@@ -76,11 +87,29 @@ struct AccessKey {
     revoked_at: Option<DateTime<Utc>>,
     /// Last use: not recorded yet (always null for now).
     last_used_at: Option<DateTime<Utc>>,
+    /// A replaced key is accepted until then.
+    expires_at: Option<DateTime<Utc>>,
+    /// The key that replaced this one.
+    replaced_by: Option<Uuid>,
+    /// The key's Bedrock region (endpoint and prices); `null`: the server's.
+    #[schema(example = "eu-central-1")]
+    bedrock_region: Option<String>,
+}
+
+/// A key's state as lists show it.
+fn status(key: &access_keys::Model, now: DateTime<Utc>) -> &'static str {
+    match key.expires_at {
+        _ if !key.is_active => "revoked",
+        Some(end) if end <= now => "expired",
+        Some(_) => "rotating",
+        None => "active",
+    }
 }
 
 impl From<access_keys::Model> for AccessKey {
     fn from(key: access_keys::Model) -> Self {
         Self {
+            status: status(&key, Utc::now()),
             id: key.id,
             user_id: key.user_id,
             key_prefix: key.key_prefix,
@@ -89,8 +118,36 @@ impl From<access_keys::Model> for AccessKey {
             created_at: key.created_at,
             revoked_at: key.revoked_at,
             last_used_at: key.last_used_at,
+            expires_at: key.expires_at,
+            replaced_by: key.replaced_by,
+            bedrock_region: key.bedrock_region,
         }
     }
+}
+
+/// A rotation's options (the body may be empty).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct Rotation {
+    /// How long the old key stays accepted, in seconds: 0 (refused at once) to 2,592,000
+    /// (30 days). Default: the server's `--key-rotation-grace` (300).
+    #[schema(example = 300, minimum = 0, maximum = 2592000)]
+    grace_period_seconds: Option<u64>,
+}
+
+/// The longest grace period a rotation may ask for.
+const MAX_GRACE_SECS: u64 = 30 * 24 * 3600;
+
+/// A rotation's result: the new key (shown only this once) and the old one's end.
+#[derive(Debug, Serialize, ToSchema)]
+struct RotatedKey {
+    /// The new key.
+    #[serde(flatten)]
+    new_key: IssuedKey,
+    /// The key it replaces.
+    replaces: Uuid,
+    /// When the old key stops being accepted.
+    old_key_expires_at: DateTime<Utc>,
 }
 
 /// A user's access keys, oldest first.
@@ -208,4 +265,76 @@ async fn revoke_key(
         .await?
         .ok_or_else(|| AdminError::NotFound(format!("no access key {id}")))?;
     Ok(Json(key.into()))
+}
+
+/// Rotates an access key: a new key, shown only this once, with the old one's settings;
+/// the old key stays accepted for the grace period, then is refused.
+#[utoipa::path(
+    post,
+    path = "/admin/keys/{key_id}/rotate",
+    tag = "keys",
+    params(("key_id" = Uuid, Path, description = "the key's id")),
+    request_body(content = Option<Rotation>, description = "the grace period (optional)"),
+    responses(
+        (status = 201, description = "the new key, shown only this once", body = RotatedKey),
+        (status = 400, description = "a malformed `key_id` or body, or a grace period out of range", body = ErrorBody),
+        (status = 401, description = "no or wrong admin token", body = ErrorBody),
+        (status = 404, description = "no such key", body = ErrorBody),
+        (status = 409, description = "the key is revoked or was rotated already", body = ErrorBody),
+    )
+)]
+async fn rotate_key(
+    State(state): State<Arc<AppState>>,
+    Path(key_id): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<RotatedKey>), AdminError> {
+    let id = parse_id("key_id", &key_id)?;
+    let Rotation {
+        grace_period_seconds,
+    } = if body.trim_ascii().is_empty() {
+        Rotation::default()
+    } else {
+        parse_json(&body)?
+    };
+    let grace = match grace_period_seconds {
+        Some(seconds) if seconds > MAX_GRACE_SECS => {
+            return Err(AdminError::bad(
+                "grace_period_seconds",
+                format!("must be at most {MAX_GRACE_SECS} (30 days)"),
+            ));
+        }
+        Some(seconds) => std::time::Duration::from_secs(seconds),
+        None => state.key_rotation_grace,
+    };
+    let rotated = state
+        .keys
+        .rotate(id, grace)
+        .await
+        .map_err(|error| match error {
+            RotateError::NotFound => AdminError::NotFound(format!("no access key {id}")),
+            RotateError::Database(error) => AdminError::from(error),
+            conflict @ (RotateError::Revoked | RotateError::AlreadyRotated(_)) => {
+                AdminError::Conflict(conflict.to_string())
+            }
+        })?;
+    let key = access_keys::Entity::find_by_id(rotated.id)
+        .one(&state.db)
+        .await?
+        .ok_or_else(|| AdminError::Internal(format!("rotated key {} is not stored", rotated.id)))?;
+    tracing::info!(old = %id, new = %key.id, expires_at = %rotated.old_expires_at, "access key rotated");
+    Ok((
+        StatusCode::CREATED,
+        Json(RotatedKey {
+            new_key: IssuedKey {
+                id: key.id,
+                user_id: key.user_id,
+                key: rotated.key.expose().to_owned(),
+                key_prefix: key.key_prefix,
+                name: key.name,
+                created_at: key.created_at,
+            },
+            replaces: id,
+            old_key_expires_at: rotated.old_expires_at,
+        }),
+    ))
 }

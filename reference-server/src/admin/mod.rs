@@ -39,6 +39,8 @@ pub enum AdminError {
     },
     /// The id names nothing (404).
     NotFound(String),
+    /// The request does not fit the resource's state (409): rotating a revoked key.
+    Conflict(String),
     /// Something failed on our side (500); the details go to the log only.
     Internal(String),
 }
@@ -78,6 +80,7 @@ impl IntoResponse for AdminError {
                 Some(parameter.to_owned()),
             ),
             Self::NotFound(what) => (StatusCode::NOT_FOUND, what, None),
+            Self::Conflict(what) => (StatusCode::CONFLICT, what, None),
             Self::Internal(error) => {
                 tracing::error!(%error, "admin request failed");
                 (

@@ -12,6 +12,7 @@ use http::StatusCode;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
 use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
 };
@@ -24,17 +25,19 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::input::{UsdInput, parse_flag, parse_id, parse_name, parse_usd, present};
+use super::input::{
+    UsdInput, parse_description, parse_flag, parse_id, parse_name, parse_usd, present,
+};
 use super::{AdminError, AdminQuery, ErrorBody, JsonBody, usd};
 use crate::app::AppState;
 use crate::config::Routing;
-use crate::entity::users;
+use crate::entity::{access_keys, users};
 
 /// The routes of this module.
 pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(create_user, list_users))
-        .routes(routes!(get_user, update_user))
+        .routes(routes!(get_user, update_user, delete_user))
         .routes(routes!(deactivate_user))
         .routes(routes!(get_budget, set_budget))
 }
@@ -71,7 +74,13 @@ struct User {
     /// Display name.
     #[schema(example = "Ada Lovelace")]
     name: String,
-    /// Inactive users' keys are refused.
+    /// What the user is for.
+    #[schema(example = "platform team")]
+    description: Option<String>,
+    /// `active`, `inactive` (keys refused until reactivated) or `deleted` (for good).
+    #[schema(example = "active")]
+    status: &'static str,
+    /// Inactive (and deleted) users' keys are refused.
     is_active: bool,
     /// Monthly Bedrock budget in USD; `null` is unlimited.
     #[schema(example = "50.000000")]
@@ -83,6 +92,8 @@ struct User {
     created_at: DateTime<Utc>,
     /// Last changed.
     updated_at: DateTime<Utc>,
+    /// When the user was deleted.
+    deleted_at: Option<DateTime<Utc>>,
 }
 
 impl From<users::Model> for User {
@@ -90,11 +101,18 @@ impl From<users::Model> for User {
         Self {
             id: user.id,
             name: user.name,
+            description: user.description,
+            status: match (user.deleted_at, user.is_active) {
+                (Some(_), _) => "deleted",
+                (None, true) => "active",
+                (None, false) => "inactive",
+            },
             is_active: user.is_active,
             monthly_budget_usd: user.monthly_budget_micros.map(usd),
             routing_strategy: Routing::from_stored(&user.routing_strategy).as_str(),
             created_at: user.created_at,
             updated_at: user.updated_at,
+            deleted_at: user.deleted_at,
         }
     }
 }
@@ -113,6 +131,9 @@ struct NewUser {
     /// Display name: 1 to 200 characters (surrounding spaces are dropped).
     #[schema(example = "Ada Lovelace", min_length = 1, max_length = 200)]
     name: String,
+    /// What the user is for: at most 2,000 characters; empty or `null` is none.
+    #[schema(example = "platform team", max_length = 2000)]
+    description: Option<String>,
     /// Monthly Bedrock budget in USD: a decimal string or number, ≥ 0, at most 6
     /// decimals. `null` or absent is unlimited.
     #[serde(default)]
@@ -132,6 +153,10 @@ struct UserChanges {
     // Optional, but never null: the schema says so (absent ≠ null here).
     #[schema(value_type = String, required = false, example = "Ada Lovelace", min_length = 1, max_length = 200)]
     name: Option<String>,
+    /// What the user is for: at most 2,000 characters; empty or `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, required = false, max_length = 2000)]
+    description: Option<Option<String>>,
     /// Monthly Bedrock budget in USD: a decimal string or number, ≥ 0, at most 6
     /// decimals; `null` makes it unlimited.
     #[serde(default, deserialize_with = "present")]
@@ -141,7 +166,8 @@ struct UserChanges {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = RoutingStrategy, required = false)]
     routing_strategy: Option<String>,
-    /// `false` refuses the user's keys; `true` accepts them again.
+    /// `false` refuses the user's keys; `true` accepts them again (not for a deleted
+    /// user).
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = bool, required = false)]
     is_active: Option<bool>,
@@ -182,13 +208,16 @@ struct Budget {
     period_end: DateTime<Utc>,
 }
 
-/// `?include_inactive=`.
+/// `?include_inactive=&include_deleted=`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct ListParams {
     /// List inactive users too (default `false`).
     #[param(value_type = Option<bool>)]
     include_inactive: Option<String>,
+    /// List deleted users too (default `false`).
+    #[param(value_type = Option<bool>)]
+    include_deleted: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -276,6 +305,12 @@ async fn create_user(
     JsonBody(new): JsonBody<NewUser>,
 ) -> Result<(StatusCode, Json<User>), AdminError> {
     let name = parse_name(&new.name)?;
+    let description = new
+        .description
+        .as_deref()
+        .map(parse_description)
+        .transpose()?
+        .flatten();
     let budget = parse_usd(
         "monthly_budget_usd",
         new.monthly_budget_usd.as_ref().unwrap_or(&Value::Null),
@@ -295,6 +330,8 @@ async fn create_user(
         routing_strategy: Set(routing.as_str().to_owned()),
         created_at: Set(now),
         updated_at: Set(now),
+        description: Set(description),
+        deleted_at: Set(None),
     })
     .exec_with_returning(&state.db)
     .await?;
@@ -320,6 +357,9 @@ async fn list_users(
     let mut query = users::Entity::find();
     if !parse_flag("include_inactive", params.include_inactive.as_deref())? {
         query = query.filter(users::Column::IsActive.eq(true));
+    }
+    if !parse_flag("include_deleted", params.include_deleted.as_deref())? {
+        query = query.filter(users::Column::DeletedAt.is_null());
     }
     let users = query
         .order_by_asc(users::Column::CreatedAt)
@@ -373,6 +413,15 @@ async fn update_user(
 ) -> Result<Json<User>, AdminError> {
     let id = parse_id("user_id", &user_id)?;
     let name = changes.name.as_deref().map(parse_name).transpose()?;
+    let description = changes
+        .description
+        .map(|text| {
+            text.as_deref()
+                .map(parse_description)
+                .transpose()
+                .map(Option::flatten)
+        })
+        .transpose()?;
     let budget = changes
         .monthly_budget_usd
         .as_ref()
@@ -384,9 +433,15 @@ async fn update_user(
         .map(parse_routing)
         .transpose()?;
     let user = find_user(&state, id).await?;
+    if user.deleted_at.is_some() && changes.is_active == Some(true) {
+        return Err(AdminError::bad("is_active", "the user is deleted"));
+    }
     let user = update(&state, user, |user| {
         if let Some(name) = name {
             user.name = Set(name);
+        }
+        if let Some(description) = description {
+            user.description = Set(description);
         }
         if let Some(budget) = budget {
             user.monthly_budget_micros = Set(budget);
@@ -421,6 +476,51 @@ async fn deactivate_user(
 ) -> Result<Json<User>, AdminError> {
     let user = find_user(&state, parse_id("user_id", &user_id)?).await?;
     let user = update(&state, user, |user| user.is_active = Set(false)).await?;
+    Ok(Json(user.into()))
+}
+
+/// Deletes a user: inactive for good, every key revoked; usage rows stay. Deleting a
+/// deleted user changes nothing.
+#[utoipa::path(
+    delete,
+    path = "/admin/users/{user_id}",
+    tag = "users",
+    params(("user_id" = Uuid, Path, description = "the user's id")),
+    responses(
+        (status = 200, description = "the deleted user", body = User),
+        (status = 400, description = "`user_id` is not a UUID", body = ErrorBody),
+        (status = 401, description = "no or wrong admin token", body = ErrorBody),
+        (status = 404, description = "no such user", body = ErrorBody),
+    )
+)]
+async fn delete_user(
+    State(state): State<Arc<AppState>>,
+    Path(user_id): Path<String>,
+) -> Result<Json<User>, AdminError> {
+    use sea_orm::TransactionTrait;
+    let id = parse_id("user_id", &user_id)?;
+    let txn = state.db.begin().await?;
+    let user = users::Entity::find_by_id(id)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| AdminError::NotFound(format!("no user {id}")))?;
+    if user.deleted_at.is_some() {
+        return Ok(Json(user.into()));
+    }
+    let now = Utc::now();
+    access_keys::Entity::update_many()
+        .col_expr(access_keys::Column::IsActive, Expr::value(false))
+        .col_expr(access_keys::Column::RevokedAt, Expr::value(now))
+        .filter(access_keys::Column::UserId.eq(id))
+        .filter(access_keys::Column::IsActive.eq(true))
+        .exec(&txn)
+        .await?;
+    let mut active = user.into_active_model();
+    active.is_active = Set(false);
+    active.deleted_at = Set(Some(now));
+    active.updated_at = Set(now);
+    let user = active.update(&txn).await?;
+    txn.commit().await?;
     Ok(Json(user.into()))
 }
 

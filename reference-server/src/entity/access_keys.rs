@@ -26,6 +26,12 @@ pub struct Model {
     pub revoked_at: Option<DateTimeUtc>,
     /// Last use: not recorded yet (always null for now).
     pub last_used_at: Option<DateTimeUtc>,
+    /// A key replaced by a rotation is accepted until then; `None`: no end.
+    pub expires_at: Option<DateTimeUtc>,
+    /// The key that replaced this one in a rotation.
+    pub replaced_by: Option<Uuid>,
+    /// The key's Bedrock region (endpoint and prices); `None`: the server's.
+    pub bedrock_region: Option<String>,
 }
 
 /// Relations.

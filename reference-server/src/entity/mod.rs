@@ -1,4 +1,7 @@
-//! Users and access keys (the schema is the `migration` crate's).
+//! The reference server's tables (the schema is the `migration` crate's).
 
 pub mod access_keys;
+pub mod bedrock_credentials;
+pub mod model_mappings;
+pub mod price_overrides;
 pub mod users;

@@ -21,6 +21,13 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// Last changed.
     pub updated_at: DateTimeUtc,
+    /// What the user is for (free text).
+    #[serde(default)]
+    pub description: Option<String>,
+    /// When the user was deleted: a deleted user is inactive for good, its keys are
+    /// revoked, and its usage rows stay.
+    #[serde(default)]
+    pub deleted_at: Option<DateTimeUtc>,
 }
 
 /// Relations.

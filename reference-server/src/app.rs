@@ -374,6 +374,11 @@ async fn health(State(state): State<Arc<AppState>>) -> axum::Json<serde_json::Va
     if oldest_age_secs.is_some_and(|age| age >= HEALTH_OLDEST_SECS) {
         reasons.push("usage_behind");
     }
+    let breakers = state.router.breakers();
+    let plan_circuit = breakers.plan_state();
+    if plan_circuit != "closed" {
+        reasons.push("plan_circuit_open");
+    }
     axum::Json(serde_json::json!({
         "status": if reasons.is_empty() { "ok" } else { "degraded" },
         "reasons": reasons,
@@ -382,6 +387,16 @@ async fn health(State(state): State<Arc<AppState>>) -> axum::Json<serde_json::Va
             "migrated": state.database.is_migrated(),
         },
         "connections": state.connections.json(),
+        "plan": {
+            "circuit": plan_circuit,
+            "keys_circuit_open": breakers.keys_open(),
+            "breaker": {
+                "key_failures": breakers.config().key_failures,
+                "plan_failures": breakers.config().plan_failures,
+                "window_secs": breakers.config().window.as_secs(),
+                "open_secs": breakers.config().open_for.as_secs(),
+            },
+        },
         "usage": {
             "queue_depth": usage.queue_depth,
             "spooled": usage.spooled,

@@ -289,6 +289,28 @@ pub struct ServeArgs {
         default_value_t = 300
     )]
     pub max_cooldown_secs: u64,
+    /// Retryable Plan failures (5xx, 529, timeouts, connection errors) of one access key
+    /// within the breaker window that open the key's circuit: Plan is skipped for the key
+    /// (Bedrock serves) until a probe succeeds. 0 turns the key breakers off.
+    #[arg(long, env = "PROXY_BREAKER_KEY_FAILURES", default_value_t = 5)]
+    pub breaker_key_failures: u32,
+    /// The same over all keys, for Plan's own circuit (an outage of Plan). 0: off.
+    #[arg(long, env = "PROXY_BREAKER_PLAN_FAILURES", default_value_t = 20)]
+    pub breaker_plan_failures: u32,
+    /// Seconds the breakers count failures over.
+    #[arg(
+        long = "breaker-window",
+        env = "PROXY_BREAKER_WINDOW",
+        default_value_t = 60
+    )]
+    pub breaker_window_secs: u64,
+    /// Seconds an open circuit skips Plan before one request probes it.
+    #[arg(
+        long = "breaker-open",
+        env = "PROXY_BREAKER_OPEN",
+        default_value_t = 30
+    )]
+    pub breaker_open_secs: u64,
     /// Seconds a client has for its first byte, for each request's headers, and between
     /// requests on a keep-alive connection (one timer in hyper), before it is closed.
     #[arg(
@@ -417,6 +439,16 @@ impl ServeArgs {
     /// Time an upstream stream may stay silent.
     pub fn upstream_idle_timeout(&self) -> Duration {
         Duration::from_secs(self.upstream_idle_timeout_secs.max(1))
+    }
+
+    /// The circuit breakers' settings.
+    pub fn breaker_config(&self) -> crate::breaker::BreakerConfig {
+        crate::breaker::BreakerConfig {
+            key_failures: self.breaker_key_failures,
+            plan_failures: self.breaker_plan_failures,
+            window: Duration::from_secs(self.breaker_window_secs.max(1)),
+            open_for: Duration::from_secs(self.breaker_open_secs),
+        }
     }
 
     /// The longest cooldown.

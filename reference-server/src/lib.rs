@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod app;
 pub mod bedrock;
+pub mod breaker;
 pub mod budget;
 pub mod config;
 pub mod database;

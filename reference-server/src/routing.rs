@@ -1,11 +1,20 @@
 //! Plan first, Bedrock when Plan is rate limited or failing — decided before any byte
 //! reaches the client, for streams too.
 //!
-//! Plan 429, 529, 5xx, a connection failure or no response headers in time ⇒ Bedrock, if
-//! the user's routing allows it, Bedrock is configured, the model is mapped and the
-//! budget allows it; otherwise the client gets Plan's own response (or a 502/504 when
-//! there was none). Other 4xx pass through. A 429's `retry-after` puts the access key in
-//! a cooldown during which Plan is skipped. `bedrock_only` users skip Plan.
+//! One function decides where a request goes, [`route`]: from the user's routing,
+//! whether Bedrock can serve the model, whether Plan is skipped (the key's `retry-after`
+//! cooldown, an open circuit: [`crate::breaker`]), how Plan failed if it was asked, and
+//! the user's Bedrock budget (asked only when Bedrock is next). [`Router::messages`]
+//! carries the decisions out, one step at a time, until one is an answer:
+//!
+//! * `bedrock_only` ⇒ Bedrock, or a refusal: the model has no Bedrock mapping (400),
+//!   the budget is spent (429 naming the budget, the month's usage and the reset time),
+//!   the budget cannot be checked (503).
+//! * `plan_first` ⇒ Plan, unless it is skipped and Bedrock may serve. Plan 429, 529, 5xx,
+//!   a stream opening with an error, a connection failure or no response headers in
+//!   time ⇒ Bedrock if it can serve and the budget allows it; a spent budget ⇒ the same
+//!   429 naming it; otherwise Plan's own response (or a 502/504 when there was none).
+//!   Other 4xx pass through. A 429's `retry-after` starts the key's cooldown.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -21,6 +30,7 @@ use usage_layer::{Fallback, Outcome, Provider, Region, RequestedModel};
 use uuid::Uuid;
 
 use crate::bedrock::Bedrock;
+use crate::breaker::{Breakers, Ticket, Verdict};
 use crate::budget::{Budget, BudgetCheck};
 use crate::config::Routing;
 use crate::error::anthropic_error;
@@ -97,6 +107,116 @@ fn requested_model(body: &[u8]) -> Option<String> {
     serde_json::from_slice::<RequestHead>(body).ok()?.model
 }
 
+/// The user's Bedrock budget as far as the router knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum BudgetState {
+    /// Not asked yet (it is asked only when Bedrock is next).
+    NotAsked,
+    /// Bedrock may be called.
+    Allowed,
+    /// Spent.
+    Exceeded {
+        spent_micros: i64,
+        limit_micros: i64,
+        resets_at: chrono::DateTime<chrono::Utc>,
+    },
+    /// The check failed (the database is down).
+    Unknown,
+}
+
+/// What a request's route is decided from.
+#[derive(Clone, Debug)]
+struct Facts {
+    /// The user routes to Bedrock only.
+    bedrock_only: bool,
+    /// Bedrock is configured and maps the requested model.
+    bedrock_serves: bool,
+    /// Why Plan is skipped before being asked (a cooldown, an open circuit), if it is.
+    plan_skipped: Option<&'static str>,
+    /// Why Plan's answer is left for Bedrock, once Plan was asked and failed.
+    plan_failed: Option<Cow<'static, str>>,
+    /// The budget.
+    budget: BudgetState,
+}
+
+/// The next step for a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Route {
+    /// Ask Plan.
+    Plan,
+    /// Check the budget first: Bedrock is next if it allows it.
+    CheckBudget,
+    /// Bedrock, with the reason it took over from Plan (none for `bedrock_only`).
+    Bedrock(Option<Cow<'static, str>>),
+    /// Plan's own answer, as it came.
+    PlanAnswer,
+    /// An answer of our own.
+    Refuse(Refusal),
+}
+
+/// Why a request is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Refusal {
+    /// `bedrock_only`, and Bedrock cannot serve the model.
+    NoBedrockModel,
+    /// The month's Bedrock budget is spent; with Plan's failure when Plan was asked.
+    BudgetSpent {
+        spent_micros: i64,
+        limit_micros: i64,
+        resets_at: chrono::DateTime<chrono::Utc>,
+        plan_failed: Option<Cow<'static, str>>,
+    },
+    /// `bedrock_only`, and the budget cannot be checked.
+    BudgetUnknown,
+}
+
+/// Where a request goes next, from what is known. Each step learns something (Plan's
+/// answer, the budget) that the next call sees, so Plan is asked at most once, the
+/// budget at most once, and the last step is an answer.
+fn route(facts: &Facts) -> Route {
+    let bedrock_next = || match &facts.budget {
+        BudgetState::NotAsked => Route::CheckBudget,
+        BudgetState::Allowed => Route::Bedrock((!facts.bedrock_only).then(|| {
+            facts
+                .plan_failed
+                .clone()
+                .unwrap_or(Cow::Borrowed(facts.plan_skipped.unwrap_or("unknown")))
+        })),
+        BudgetState::Exceeded {
+            spent_micros,
+            limit_micros,
+            resets_at,
+        } => Route::Refuse(Refusal::BudgetSpent {
+            spent_micros: *spent_micros,
+            limit_micros: *limit_micros,
+            resets_at: *resets_at,
+            plan_failed: facts.plan_failed.clone(),
+        }),
+        BudgetState::Unknown => Route::Refuse(Refusal::BudgetUnknown),
+    };
+    if facts.bedrock_only {
+        return if facts.bedrock_serves {
+            bedrock_next()
+        } else {
+            Route::Refuse(Refusal::NoBedrockModel)
+        };
+    }
+    match &facts.plan_failed {
+        None if facts.plan_skipped.is_none() || !facts.bedrock_serves => Route::Plan,
+        // Skipped, but Bedrock is no way out: Plan is the one chance left.
+        None => match bedrock_next() {
+            Route::Refuse(_) => Route::Plan,
+            next => next,
+        },
+        Some(_) if !facts.bedrock_serves => Route::PlanAnswer,
+        Some(_) => match bedrock_next() {
+            // The budget is unknown: Plan's own answer, not a guess.
+            Route::Refuse(Refusal::BudgetUnknown) => Route::PlanAnswer,
+            next => next,
+        },
+    }
+}
+
 /// Sends Messages requests where they should go.
 #[derive(Debug)]
 pub struct Router {
@@ -104,6 +224,7 @@ pub struct Router {
     bedrock: Option<Bedrock>,
     budget: Budget,
     cooldowns: Cooldowns,
+    breakers: Breakers,
     max_cooldown: Duration,
     response_timeout: Duration,
 }
@@ -123,14 +244,26 @@ impl Router {
             bedrock,
             budget,
             cooldowns: Cooldowns::default(),
+            breakers: Breakers::new(crate::breaker::BreakerConfig::default()),
             max_cooldown,
             response_timeout,
         }
     }
 
+    /// With these circuit breaker settings.
+    pub fn with_breakers(mut self, breakers: Breakers) -> Self {
+        self.breakers = breakers;
+        self
+    }
+
     /// The Plan client (for requests that only Plan answers, like `count_tokens`).
     pub fn plan(&self) -> &PlanClient {
         &self.plan
+    }
+
+    /// The circuit breakers (for `/health`).
+    pub fn breakers(&self) -> &Breakers {
+        &self.breakers
     }
 
     /// Answers a Messages request (`path_and_query` as Plan should see it), labelled with
@@ -143,14 +276,20 @@ impl Router {
         body: Bytes,
     ) -> Response<Body> {
         let model = requested_model(&body);
+        let target = self.bedrock.as_ref().and_then(|bedrock| {
+            let model_id = bedrock.mapping().resolve(model.as_deref()?)?.to_owned();
+            Some((bedrock, model_id))
+        });
         let call = Call {
             caller,
+            path_and_query,
             headers,
             body,
+            target,
             waiting: Waiting::default(),
         };
-        let routed = self.route(&call, path_and_query, model.as_deref());
-        let mut response = match tokio::time::timeout(self.response_timeout, routed).await {
+        let answer = tokio::time::timeout(self.response_timeout, self.carry_out(&call)).await;
+        let mut response = match answer {
             Ok(response) => response,
             Err(_) => call.waiting.timed_out(self.response_timeout),
         };
@@ -160,168 +299,140 @@ impl Router {
         response
     }
 
-    async fn route(
-        &self,
-        call: &Call<'_>,
-        path_and_query: &str,
-        model: Option<&str>,
-    ) -> Response<Body> {
-        let Call {
-            caller,
-            headers,
-            body,
-            waiting,
-        } = call;
-        let target = self
-            .bedrock
-            .as_ref()
-            .and_then(|bedrock| Some((bedrock, bedrock.mapping().resolve(model?)?.to_owned())));
-
-        if Routing::from_stored(&caller.user.routing_strategy) == Routing::BedrockOnly {
-            return match &target {
-                Some(target) => self.bedrock(call, target, None).await,
-                // The refusal is Bedrock's route's: said so, so stores and metrics agree.
-                None => labelled(
-                    anthropic_error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_request_error",
-                        "this access key routes to Bedrock only, and Bedrock cannot serve this model",
-                    ),
-                    Provider::BEDROCK,
-                ),
-            };
-        }
-        if let Some(target) = &target
-            && self.cooldowns.active(caller.key_id)
-        {
-            let fallback = Fallback {
-                from: Provider::PLAN,
-                reason: Cow::Borrowed("cooldown"),
-            };
-            if let Some(response) = self.bedrock_if_budget(call, target, fallback).await {
-                return response;
+    /// Takes the steps [`route`] decides until one answers.
+    async fn carry_out(&self, call: &Call<'_>) -> Response<Body> {
+        let caller = call.caller;
+        let bedrock_only =
+            Routing::from_stored(&caller.user.routing_strategy) == Routing::BedrockOnly;
+        let mut ticket = None;
+        let mut plan_skipped = None;
+        if !bedrock_only {
+            if self.cooldowns.active(caller.key_id) {
+                plan_skipped = Some("cooldown");
+            } else {
+                match self.breakers.admit(caller.key_id) {
+                    Ok(admitted) => ticket = Some(admitted),
+                    Err(skipped) => plan_skipped = Some(skipped.reason()),
+                }
             }
         }
+        let mut facts = Facts {
+            bedrock_only,
+            bedrock_serves: call.target.is_some(),
+            plan_skipped,
+            plan_failed: None,
+            budget: BudgetState::NotAsked,
+        };
+        let mut plan_answer = None;
+        loop {
+            match route(&facts) {
+                Route::Plan => match self.ask_plan(call, ticket.take()).await {
+                    Asked::Answered(response) => return labelled(response, Provider::PLAN),
+                    Asked::Failed { reason, response } => {
+                        facts.plan_failed = Some(reason);
+                        plan_answer = Some(response);
+                    }
+                },
+                Route::CheckBudget => facts.budget = self.check_budget(&caller.user).await,
+                Route::Bedrock(reason) => {
+                    let fallback = reason.map(|reason| Fallback {
+                        from: Provider::PLAN,
+                        reason,
+                    });
+                    if let Some(fallback) = &fallback {
+                        tracing::info!(reason = %fallback.reason, "served by Bedrock instead of Plan");
+                    }
+                    return self.ask_bedrock(call, fallback).await;
+                }
+                Route::PlanAnswer => {
+                    let response = plan_answer
+                        .take()
+                        .expect("Plan was asked before its answer");
+                    return labelled(response, Provider::PLAN);
+                }
+                Route::Refuse(refusal) => return refusal.response(),
+            }
+        }
+    }
 
-        waiting.on(Provider::PLAN, None);
-        let plan_answer = self.plan.send(path_and_query, headers, body.clone()).await;
-        let reason = match &plan_answer {
+    /// Asks Plan; an answer to pass on, or how it failed with its response (or ours, a
+    /// 502/504, when there was none). Starts the key's cooldown on a 429 with
+    /// `retry-after`, and tells the circuits how it went.
+    async fn ask_plan(&self, call: &Call<'_>, ticket: Option<Ticket<'_>>) -> Asked {
+        call.waiting.on(Provider::PLAN, None);
+        let answer = self
+            .plan
+            .send(call.path_and_query, call.headers, call.body.clone())
+            .await;
+        let reason = match &answer {
             Ok(response) => fallback_reason(response.status()),
             Err(PlanFailure::Timeout(_)) => Some("timeout"),
             Err(PlanFailure::Connect(_)) => Some("connect_error"),
         };
-        let Some(reason) = reason else {
-            let response =
-                plan_answer.expect("only an answer (not a failure) has no fallback reason");
-            if !is_event_stream(response.headers()) {
-                return labelled(response.map(Body::new), Provider::PLAN);
-            }
-            // A stream that opens with an error has sent nothing to the client yet.
-            return match open_stream(response, self.plan.header_timeout()).await {
-                Opening::Fine(response) => labelled(response, Provider::PLAN),
-                Opening::Failed { reason, response } => {
-                    self.fall_back_or(call, target.as_ref(), Cow::Owned(reason), response)
-                        .await
+        let asked = match (reason, answer) {
+            (None, Ok(response)) if is_event_stream(response.headers()) => {
+                // A stream that opens with an error has sent nothing to the client yet.
+                match open_stream(response, self.plan.header_timeout()).await {
+                    Opening::Fine(response) => Asked::Answered(response),
+                    Opening::Failed { reason, response } => Asked::Failed {
+                        reason: Cow::Owned(reason),
+                        response,
+                    },
                 }
-            };
+            }
+            (None, Ok(response)) => Asked::Answered(response.map(Body::new)),
+            (reason, answer) => {
+                if let Ok(response) = &answer
+                    && response.status() == StatusCode::TOO_MANY_REQUESTS
+                    && let Some(wait) = retry_after(response.headers(), self.max_cooldown)
+                {
+                    self.cooldowns.start(call.caller.key_id, wait);
+                }
+                Asked::Failed {
+                    reason: Cow::Borrowed(reason.unwrap_or("unknown")),
+                    response: response_body(answer),
+                }
+            }
         };
-        if let Ok(response) = &plan_answer
-            && response.status() == StatusCode::TOO_MANY_REQUESTS
-            && let Some(wait) = retry_after(response.headers(), self.max_cooldown)
-        {
-            self.cooldowns.start(caller.key_id, wait);
+        if let Some(ticket) = ticket {
+            ticket.settle(match &asked {
+                Asked::Answered(_) => Verdict::Answered,
+                Asked::Failed { reason, .. }
+                    if matches!(reason.as_ref(), "rate_limited" | "rate_limit_error") =>
+                {
+                    Verdict::Neutral
+                }
+                Asked::Failed { .. } => Verdict::Failed,
+            });
         }
-        self.fall_back_or(
-            call,
-            target.as_ref(),
-            Cow::Borrowed(reason),
-            response_body(plan_answer),
-        )
-        .await
+        asked
     }
 
-    /// Bedrock when it may serve, else Plan's own answer.
-    async fn fall_back_or(
-        &self,
-        call: &Call<'_>,
-        target: Option<&(&Bedrock, String)>,
-        reason: Cow<'static, str>,
-        plan_answer: Response<Body>,
-    ) -> Response<Body> {
-        if let Some(target) = target {
-            let fallback = Fallback {
-                from: Provider::PLAN,
-                reason: reason.clone(),
-            };
-            if let Some(response) = self.bedrock_if_budget(call, target, fallback).await {
-                tracing::info!(%reason, "Plan failed; served by Bedrock");
-                return response;
-            }
-        }
-        labelled(plan_answer, Provider::PLAN)
-    }
-
-    /// Bedrock, if the budget allows it; `None` sends the caller back to Plan's answer.
-    async fn bedrock_if_budget(
-        &self,
-        call: &Call<'_>,
-        target: &(&Bedrock, String),
-        fallback: Fallback,
-    ) -> Option<Response<Body>> {
-        match self.budget.check(&call.caller.user).await {
-            Ok(BudgetCheck::Allowed) => Some(self.call_bedrock(call, target, Some(fallback)).await),
-            Ok(BudgetCheck::Exceeded { .. }) => None,
-            Err(error) => {
-                tracing::error!(%error, "budget check failed; not using Bedrock");
-                None
-            }
-        }
-    }
-
-    /// Bedrock for a `bedrock_only` caller: over budget (or unknown) ⇒ 429, Bedrock not called.
-    async fn bedrock(
-        &self,
-        call: &Call<'_>,
-        target: &(&Bedrock, String),
-        fallback: Option<Fallback>,
-    ) -> Response<Body> {
-        match self.budget.check(&call.caller.user).await {
-            Ok(BudgetCheck::Allowed) => self.call_bedrock(call, target, fallback).await,
+    /// The budget, as [`route`] reads it.
+    async fn check_budget(&self, user: &crate::entity::users::Model) -> BudgetState {
+        match self.budget.check(user).await {
+            Ok(BudgetCheck::Allowed) => BudgetState::Allowed,
             Ok(BudgetCheck::Exceeded {
                 spent_micros,
                 limit_micros,
                 resets_at,
-            }) => {
-                let response = anthropic_error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limit_error",
-                    &format!(
-                        "monthly Bedrock budget exhausted: used ${} of ${}; resets at {}",
-                        Decimal::new(spent_micros, 6),
-                        Decimal::new(limit_micros, 6),
-                        resets_at.to_rfc3339()
-                    ),
-                );
-                labelled(response, Provider::BEDROCK)
-            }
+            }) => BudgetState::Exceeded {
+                spent_micros,
+                limit_micros,
+                resets_at,
+            },
             Err(error) => {
-                tracing::error!(%error, "budget check failed");
-                let response = anthropic_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "api_error",
-                    "the budget could not be checked; try again",
-                );
-                labelled(response, Provider::BEDROCK)
+                tracing::error!(%error, "budget check failed; not using Bedrock");
+                BudgetState::Unknown
             }
         }
     }
 
-    async fn call_bedrock(
-        &self,
-        call: &Call<'_>,
-        (bedrock, model_id): &(&Bedrock, String),
-        fallback: Option<Fallback>,
-    ) -> Response<Body> {
+    async fn ask_bedrock(&self, call: &Call<'_>, fallback: Option<Fallback>) -> Response<Body> {
+        let (bedrock, model_id) = call
+            .target
+            .as_ref()
+            .expect("the route goes to Bedrock only when it serves the model");
         call.waiting.on(Provider::BEDROCK, fallback.clone());
         let mut response = bedrock
             .messages(&call.body, joined_betas(call.headers).as_ref(), model_id)
@@ -331,6 +442,71 @@ impl Router {
         extensions.insert(Region(bedrock.region().to_owned()));
         if let Some(fallback) = fallback {
             extensions.insert(fallback);
+        }
+        response
+    }
+}
+
+/// How asking Plan went.
+enum Asked {
+    /// An answer to pass on.
+    Answered(Response<Body>),
+    /// A failure Bedrock may take over from: why, and the response to give otherwise.
+    Failed {
+        reason: Cow<'static, str>,
+        response: Response<Body>,
+    },
+}
+
+impl Refusal {
+    /// The client's answer, labelled with the Bedrock route it belongs to (so stores and
+    /// metrics agree), with the Plan failure that led there when there was one.
+    fn response(self) -> Response<Body> {
+        let (response, plan_failed) = match self {
+            Self::NoBedrockModel => (
+                anthropic_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "this access key routes to Bedrock only, and Bedrock cannot serve this model",
+                ),
+                None,
+            ),
+            Self::BudgetSpent {
+                spent_micros,
+                limit_micros,
+                resets_at,
+                plan_failed,
+            } => {
+                let budget = format!(
+                    "monthly Bedrock budget exhausted: used ${} of ${}; resets at {}",
+                    Decimal::new(spent_micros, 6),
+                    Decimal::new(limit_micros, 6),
+                    resets_at.to_rfc3339()
+                );
+                let message = match &plan_failed {
+                    Some(reason) => format!("Plan is unavailable ({reason}) and the {budget}"),
+                    None => budget,
+                };
+                (
+                    anthropic_error(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", &message),
+                    plan_failed,
+                )
+            }
+            Self::BudgetUnknown => (
+                anthropic_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "api_error",
+                    "the budget could not be checked; try again",
+                ),
+                None,
+            ),
+        };
+        let mut response = labelled(response, Provider::BEDROCK);
+        if let Some(reason) = plan_failed {
+            response.extensions_mut().insert(Fallback {
+                from: Provider::PLAN,
+                reason,
+            });
         }
         response
     }
@@ -378,8 +554,11 @@ fn response_body(answer: Result<Response<hyper::body::Incoming>, PlanFailure>) -
 /// One Messages request on its way through the router.
 struct Call<'a> {
     caller: &'a Authenticated,
+    path_and_query: &'a str,
     headers: &'a HeaderMap,
     body: Bytes,
+    /// Bedrock and the model id that serves the request there, if it can.
+    target: Option<(&'a Bedrock, String)>,
     waiting: Waiting,
 }
 
@@ -486,6 +665,142 @@ mod tests {
                 reason,
                 "{status}"
             );
+        }
+    }
+
+    fn facts(bedrock_only: bool, bedrock_serves: bool) -> Facts {
+        Facts {
+            bedrock_only,
+            bedrock_serves,
+            plan_skipped: None,
+            plan_failed: None,
+            budget: BudgetState::NotAsked,
+        }
+    }
+
+    fn spent() -> BudgetState {
+        BudgetState::Exceeded {
+            spent_micros: 2,
+            limit_micros: 1,
+            resets_at: chrono::DateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn bedrock_only_goes_to_bedrock_or_is_refused() {
+        assert_eq!(
+            route(&facts(true, false)),
+            Route::Refuse(Refusal::NoBedrockModel)
+        );
+        let mut known = facts(true, true);
+        assert_eq!(route(&known), Route::CheckBudget);
+        known.budget = BudgetState::Allowed;
+        assert_eq!(route(&known), Route::Bedrock(None));
+        known.budget = BudgetState::Unknown;
+        assert_eq!(route(&known), Route::Refuse(Refusal::BudgetUnknown));
+        known.budget = spent();
+        assert!(matches!(
+            route(&known),
+            Route::Refuse(Refusal::BudgetSpent {
+                plan_failed: None,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn plan_first_asks_plan_unless_it_is_skipped_and_bedrock_may_serve() {
+        assert_eq!(route(&facts(false, true)), Route::Plan);
+        let mut skipped = facts(false, false);
+        skipped.plan_skipped = Some("key_circuit_open");
+        assert_eq!(route(&skipped), Route::Plan, "no Bedrock for the model");
+        skipped.bedrock_serves = true;
+        assert_eq!(route(&skipped), Route::CheckBudget);
+        skipped.budget = BudgetState::Allowed;
+        assert_eq!(
+            route(&skipped),
+            Route::Bedrock(Some(Cow::Borrowed("key_circuit_open")))
+        );
+        for budget in [spent(), BudgetState::Unknown] {
+            skipped.budget = budget;
+            assert_eq!(route(&skipped), Route::Plan, "Plan is the one chance left");
+        }
+    }
+
+    #[test]
+    fn a_failed_plan_falls_back_within_the_budget_or_says_it_is_spent() {
+        let mut failed = facts(false, false);
+        failed.plan_failed = Some(Cow::Borrowed("rate_limited"));
+        assert_eq!(route(&failed), Route::PlanAnswer);
+        failed.bedrock_serves = true;
+        assert_eq!(route(&failed), Route::CheckBudget);
+        failed.budget = BudgetState::Allowed;
+        assert_eq!(
+            route(&failed),
+            Route::Bedrock(Some(Cow::Borrowed("rate_limited")))
+        );
+        failed.budget = BudgetState::Unknown;
+        assert_eq!(route(&failed), Route::PlanAnswer);
+        failed.budget = spent();
+        assert_eq!(
+            route(&failed),
+            Route::Refuse(Refusal::BudgetSpent {
+                spent_micros: 2,
+                limit_micros: 1,
+                resets_at: chrono::DateTime::UNIX_EPOCH,
+                plan_failed: Some(Cow::Borrowed("rate_limited")),
+            })
+        );
+    }
+
+    proptest::proptest! {
+        /// For any situation and any answers, the steps end in an answer within four,
+        /// asking Plan and the budget at most once each; Bedrock is reached only when it
+        /// serves the model and the budget allows it, a spent budget is said only when it
+        /// is spent, and Plan's own answer is given only after Plan was asked.
+        #[test]
+        fn the_steps_always_end_in_an_answer(
+            bedrock_only: bool,
+            bedrock_serves: bool,
+            skipped: bool,
+            plan_fails: bool,
+            budget in 0..3u8,
+        ) {
+            let mut known = facts(bedrock_only, bedrock_serves);
+            known.plan_skipped = skipped.then_some("cooldown");
+            let (mut plans, mut budgets) = (0, 0);
+            let end = loop {
+                proptest::prop_assert!(plans + budgets < 3);
+                match route(&known) {
+                    Route::Plan => {
+                        plans += 1;
+                        if !plan_fails {
+                            break Route::Plan;
+                        }
+                        known.plan_failed = Some(Cow::Borrowed("server_error"));
+                    }
+                    Route::CheckBudget => {
+                        budgets += 1;
+                        known.budget = match budget {
+                            0 => BudgetState::Allowed,
+                            1 => spent(),
+                            _ => BudgetState::Unknown,
+                        };
+                    }
+                    answer => break answer,
+                }
+            };
+            proptest::prop_assert!(plans <= 1 && budgets <= 1);
+            match end {
+                Route::Bedrock(_) => proptest::prop_assert!(bedrock_serves && budget == 0),
+                Route::Refuse(Refusal::BudgetSpent { .. }) => proptest::prop_assert!(budget == 1),
+                Route::PlanAnswer => proptest::prop_assert!(plans == 1),
+                Route::Plan => proptest::prop_assert!(!bedrock_only),
+                _ => {}
+            }
+            if bedrock_only {
+                proptest::prop_assert_eq!(plans, 0);
+            }
         }
     }
 

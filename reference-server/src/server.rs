@@ -260,7 +260,8 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         budget.clone(),
         args.max_cooldown(),
         args.response_timeout(),
-    );
+    )
+    .with_breakers(crate::breaker::Breakers::new(args.breaker_config()));
     let keys = KeyStore::new(db.clone(), hasher)
         .with_health(Arc::clone(&database_health), args.state.database_timeout())
         .with_cache_file(args.state.state_dir.join("key-cache.json"));

@@ -99,6 +99,8 @@ pub struct AppState {
     pub connections: Arc<crate::listen::ConnectionStats>,
     /// How long a rotated key stays accepted, unless a rotation asks otherwise.
     pub key_rotation_grace: std::time::Duration,
+    /// Access keys' own Bedrock credentials.
+    pub credentials: crate::credentials::Credentials,
 }
 
 /// `/ak/{key}/rest` ⇒ `/ak/<redacted>/rest`: the key never reaches a log line.

@@ -189,6 +189,17 @@ pub struct StateArgs {
     /// Where generated secrets are kept (files with mode 0600).
     #[arg(long, env = "PROXY_STATE_DIR", default_value = ".")]
     pub state_dir: PathBuf,
+    /// The passphrase whose SHA-256 seals access keys' Bedrock API keys (AES-256-GCM)
+    /// when KMS is not configured; generated and kept in the state directory when absent.
+    #[arg(long, env = "PROXY_LOCAL_ENCRYPTION_KEY", hide_env_values = true)]
+    pub local_encryption_key: Option<Secret>,
+    /// A KMS key (id, ARN or alias): access keys' Bedrock API keys are sealed with a data
+    /// key of its (envelope encryption). Region and credentials: the AWS default chain.
+    #[arg(long, env = "PROXY_KMS_KEY_ID")]
+    pub kms_key_id: Option<String>,
+    /// A KMS endpoint URL (VPC endpoints, tests).
+    #[arg(long, env = "PROXY_KMS_ENDPOINT_URL")]
+    pub kms_endpoint_url: Option<String>,
 }
 
 impl StateArgs {

@@ -146,6 +146,10 @@ pub struct Authenticated {
     /// The key's own Bedrock region; `None`: the server's.
     #[serde(default)]
     pub bedrock_region: Option<String>,
+    /// The fingerprint of the key's own Bedrock API key, when it has one (the key itself
+    /// stays sealed in the database until Bedrock is called).
+    #[serde(default)]
+    pub bedrock_credential: Option<String>,
 }
 
 impl Authenticated {
@@ -394,7 +398,18 @@ impl KeyStore {
             .find_also_related(users::Entity)
             .one(&self.db)
             .await?;
-        Ok(found.map(|(key, user)| {
+        let Some((key, user)) = found else {
+            return Ok(None);
+        };
+        let credential = if key.is_active {
+            bedrock_credentials::Entity::find_by_id(key.id)
+                .one(&self.db)
+                .await?
+                .map(|credential| credential.key_hash)
+        } else {
+            None
+        };
+        Ok(Some({
             let caller = match user {
                 // The lookup matched by hash; compare again in constant time all the same.
                 Some(user)
@@ -408,6 +423,7 @@ impl KeyStore {
                         user,
                         expires_at: key.expires_at,
                         bedrock_region: key.bedrock_region,
+                        bedrock_credential: credential,
                     })
                     .filter(|caller| !caller.is_expired(Utc::now()))
                 }

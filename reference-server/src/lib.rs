@@ -11,6 +11,8 @@ pub mod bedrock;
 pub mod breaker;
 pub mod budget;
 pub mod config;
+pub mod credentials;
+pub mod crypto;
 pub mod database;
 pub mod deadline;
 pub mod demo;

@@ -29,7 +29,7 @@ use serde::Deserialize;
 use usage_layer::{Fallback, Outcome, Provider, Region, RequestedModel};
 use uuid::Uuid;
 
-use crate::bedrock::Bedrock;
+use crate::bedrock::{Account, Bedrock};
 use crate::breaker::{Breakers, Ticket, Verdict};
 use crate::budget::{Budget, BudgetCheck};
 use crate::config::Routing;
@@ -225,6 +225,7 @@ pub struct Router {
     budget: Budget,
     cooldowns: Cooldowns,
     breakers: Breakers,
+    credentials: Option<crate::credentials::Credentials>,
     max_cooldown: Duration,
     response_timeout: Duration,
 }
@@ -245,6 +246,7 @@ impl Router {
             budget,
             cooldowns: Cooldowns::default(),
             breakers: Breakers::new(crate::breaker::BreakerConfig::default()),
+            credentials: None,
             max_cooldown,
             response_timeout,
         }
@@ -253,6 +255,12 @@ impl Router {
     /// With these circuit breaker settings.
     pub fn with_breakers(mut self, breakers: Breakers) -> Self {
         self.breakers = breakers;
+        self
+    }
+
+    /// Reads access keys' own Bedrock region and credential from `credentials`.
+    pub fn with_credentials(mut self, credentials: crate::credentials::Credentials) -> Self {
+        self.credentials = Some(credentials);
         self
     }
 
@@ -434,17 +442,62 @@ impl Router {
             .as_ref()
             .expect("the route goes to Bedrock only when it serves the model");
         call.waiting.on(Provider::BEDROCK, fallback.clone());
+        let account = match self.account(call.caller).await {
+            Ok(account) => account,
+            Err(response) => {
+                let mut response = labelled(response, Provider::BEDROCK);
+                if let Some(fallback) = fallback {
+                    response.extensions_mut().insert(fallback);
+                }
+                return response;
+            }
+        };
         let mut response = bedrock
-            .messages(&call.body, joined_betas(call.headers).as_ref(), model_id)
+            .messages(
+                &call.body,
+                joined_betas(call.headers).as_ref(),
+                model_id,
+                &account,
+            )
             .await;
         let extensions = response.extensions_mut();
         extensions.insert(Provider::BEDROCK);
-        extensions.insert(Region(bedrock.region().to_owned()));
+        extensions.insert(Region(bedrock.region_for(&account).to_owned()));
         if let Some(fallback) = fallback {
             extensions.insert(fallback);
         }
         response
     }
+}
+
+impl Router {
+    /// The caller's own Bedrock region and credential, or a 503 when its credential
+    /// cannot be opened (never the server's credential instead: that would bill another
+    /// account).
+    async fn account(&self, caller: &Authenticated) -> Result<Account, Response<Body>> {
+        if caller.bedrock_credential.is_none() {
+            return Ok(Account {
+                region: caller.bedrock_region.clone(),
+                api_key: None,
+            });
+        }
+        let Some(credentials) = &self.credentials else {
+            tracing::error!(key = %caller.key_id, "the key has a Bedrock credential, and no vault is configured");
+            return Err(credential_unavailable());
+        };
+        credentials.account(caller).await.map_err(|error| {
+            tracing::error!(key = %caller.key_id, %error, "the key's Bedrock credential could not be opened");
+            credential_unavailable()
+        })
+    }
+}
+
+fn credential_unavailable() -> Response<Body> {
+    anthropic_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "api_error",
+        "this access key's Bedrock credential could not be read; try again",
+    )
 }
 
 /// How asking Plan went.

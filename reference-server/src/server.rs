@@ -70,6 +70,36 @@ async fn open_for_serving(
     Ok(db)
 }
 
+/// What seals and opens access keys' Bedrock API keys: KMS when `--kms-key-id` is set
+/// (the local key still opens what it sealed before), else the local key.
+pub async fn vault(state: &StateArgs) -> anyhow::Result<crate::crypto::Vault> {
+    let passphrase = load_or_generate(
+        &state.state_dir,
+        "local-encryption-key",
+        state.local_encryption_key.as_ref().map(Secret::expose),
+        "local encryption key",
+    )?;
+    let local = crate::crypto::LocalKey::from_passphrase(passphrase.trim());
+    let kms = match &state.kms_key_id {
+        None => None,
+        Some(key_id) => {
+            let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .load()
+                .await;
+            let mut config = aws_sdk_kms::config::Builder::from(&shared);
+            if let Some(url) = &state.kms_endpoint_url {
+                config = config.endpoint_url(url);
+            }
+            tracing::info!(key = %key_id, "Bedrock credentials sealed with KMS data keys");
+            Some(crate::crypto::Kms::new(
+                aws_sdk_kms::Client::from_conf(config.build()),
+                key_id.clone(),
+            ))
+        }
+    };
+    Ok(crate::crypto::Vault::new(Some(local), kms))
+}
+
 fn key_hasher(state: &StateArgs) -> anyhow::Result<KeyHasher> {
     let secret = load_or_generate(
         &state.state_dir,
@@ -262,6 +292,8 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         args.response_timeout(),
     )
     .with_breakers(crate::breaker::Breakers::new(args.breaker_config()));
+    let credentials = crate::credentials::Credentials::new(db.clone(), vault(&args.state).await?);
+    let router = router.with_credentials(credentials.clone());
     let keys = KeyStore::new(db.clone(), hasher)
         .with_health(Arc::clone(&database_health), args.state.database_timeout())
         .with_cache_file(args.state.state_dir.join("key-cache.json"));
@@ -282,6 +314,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         database: Arc::clone(&database_health),
         connections: Arc::clone(&connections),
         key_rotation_grace: Duration::from_secs(args.key_rotation_grace_secs),
+        credentials,
         upstream_bodies: UpstreamBodies {
             idle_timeout: args.upstream_idle_timeout(),
             shutdown: cut.clone(),

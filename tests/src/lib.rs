@@ -51,6 +51,25 @@ enum Cleanup {
     Nothing,
 }
 
+/// moto server's URL (`TEST_MOTO_URL`, started by the test script) for `what`; `None`
+/// (said loudly) without it — unless `CI` or `REQUIRE_MOTO` is set, where that fails.
+pub fn moto_url(what: &str) -> Option<String> {
+    let url = std::env::var("TEST_MOTO_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if url.is_none() {
+        let required = ["CI", "REQUIRE_MOTO"]
+            .iter()
+            .any(|v| std::env::var(v).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false"));
+        assert!(
+            !required,
+            "TEST_MOTO_URL is not set, and moto is required here (CI / REQUIRE_MOTO)"
+        );
+        eprintln!("SKIPPED ({what}): TEST_MOTO_URL is not set — start moto_server and set it");
+    }
+    url
+}
+
 fn postgres_required() -> bool {
     let set = |name| std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
     set("CI") || set("REQUIRE_POSTGRES")

@@ -103,6 +103,12 @@ pub struct Setup {
     pub extra_args: Vec<String>,
     /// The server's database (e.g. a [`TestDb`](crate::TestDb)'s); a new SQLite file when `None`.
     pub database_url: Option<String>,
+    /// Appended to the Bedrock stand-in's URL for `--bedrock-endpoint-url` (`/{region}`:
+    /// the stand-in sees each request's region in its path).
+    pub bedrock_endpoint_suffix: &'static str,
+    /// No `--bedrock-api-key`: the server signs Bedrock requests with SigV4 credentials
+    /// from the AWS default chain.
+    pub bedrock_sigv4: bool,
 }
 
 impl Default for Setup {
@@ -115,6 +121,8 @@ impl Default for Setup {
             plan_header_timeout_secs: 5,
             extra_args: Vec::new(),
             database_url: None,
+            bedrock_endpoint_suffix: "",
+            bedrock_sigv4: false,
         }
     }
 }
@@ -191,14 +199,19 @@ impl Proxy {
                 "--plan-api-url={}",
                 setup.plan_url.clone().unwrap_or_else(|| plan.url())
             ),
-            format!("--bedrock-endpoint-url={}", bedrock.endpoint_url()),
+            format!(
+                "--bedrock-endpoint-url={}{}",
+                bedrock.endpoint_url(),
+                setup.bedrock_endpoint_suffix
+            ),
             "--bedrock-region=us-east-1".to_owned(),
-            format!("--bedrock-api-key={BEDROCK_API_KEY}"),
             format!("--plan-header-timeout={}", setup.plan_header_timeout_secs),
             "--usage-flush-interval=1".to_owned(),
             format!("--max-request-bytes={}", setup.max_request_bytes),
         ];
-        let args = args.into_iter().chain(setup.extra_args);
+        let server_key =
+            (!setup.bedrock_sigv4).then(|| format!("--bedrock-api-key={BEDROCK_API_KEY}"));
+        let args = args.into_iter().chain(server_key).chain(setup.extra_args);
         let Command::Serve(serve) = Cli::parse_from(args).command else {
             unreachable!("a serve command")
         };
@@ -228,6 +241,35 @@ impl Proxy {
             "http://{}/ak/{}",
             self.server.as_ref().expect("running").addr,
             self.key
+        )
+    }
+
+    /// `http://ADDR`: the server itself.
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.server.as_ref().expect("running").addr)
+    }
+
+    /// An admin API call with `token`: the status and the JSON answer (`null` if none).
+    pub async fn admin(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> (StatusCode, serde_json::Value) {
+        let (status, body) = send(
+            method,
+            format!("{}{path}", self.origin()),
+            &[
+                ("authorization", &format!("Bearer {token}")),
+                ("content-type", "application/json"),
+            ],
+            body,
+        )
+        .await;
+        (
+            status,
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
         )
     }
 

@@ -610,6 +610,7 @@ async fn keys_are_shown_once_and_revocation_is_idempotent() {
     assert_eq!(
         fields,
         [
+            "bedrock_credential",
             "bedrock_region",
             "created_at",
             "expires_at",
@@ -878,6 +879,10 @@ async fn the_openapi_document_describes_the_endpoints() {
         ("/admin/users/{user_id}", "delete", "users"),
         ("/admin/keys/{key_id}/revoke", "post", "keys"),
         ("/admin/keys/{key_id}/rotate", "post", "keys"),
+        ("/admin/keys/{key_id}", "get", "keys"),
+        ("/admin/keys/{key_id}", "patch", "keys"),
+        ("/admin/keys/{key_id}/bedrock-credential", "put", "keys"),
+        ("/admin/keys/{key_id}/bedrock-credential", "delete", "keys"),
         ("/admin/pricing", "get", "pricing"),
     ] {
         let operation = &paths[path][method];
@@ -917,6 +922,9 @@ async fn the_openapi_document_describes_the_endpoints() {
         "AccessKeyList",
         "Rotation",
         "RotatedKey",
+        "KeyChanges",
+        "NewCredential",
+        "LinkedCredential",
         "Price",
         "PriceList",
         "RoutingStrategy",

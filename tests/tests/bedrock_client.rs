@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
-use reference_server::bedrock::{BEDROCK_BETAS, Bedrock, BedrockConfig, ModelMapping};
+use reference_server::bedrock::{Account, BEDROCK_BETAS, Bedrock, BedrockConfig, ModelMapping};
 use reference_server::standins::bedrock::{
     BedrockStandIn, RecordedRequest, Reply, events_from_sse, stream_reply_for,
 };
@@ -79,7 +79,9 @@ fn sent_to_bedrock(request: &Value) -> Value {
 async fn call(bedrock: &Bedrock, body: &Value) -> (StatusCode, HeaderMap, Bytes) {
     let beta = HeaderValue::from_static(BETAS);
     let body = Bytes::from(body.to_string());
-    let response = bedrock.messages(&body, Some(&beta), MODEL).await;
+    let response = bedrock
+        .messages(&body, Some(&beta), MODEL, &Account::default())
+        .await;
     let (parts, body) = response.into_parts();
     let body = body.collect().await.expect("the body").to_bytes();
     (parts.status, parts.headers, body)
@@ -291,7 +293,12 @@ async fn an_invalid_body_is_refused_without_calling_bedrock() {
     let stand_in = BedrockStandIn::start().await;
     let bedrock = bedrock(stand_in.endpoint_url(), Some(API_KEY)).await;
     let response = bedrock
-        .messages(&Bytes::from_static(b"{\"model\":"), None, MODEL)
+        .messages(
+            &Bytes::from_static(b"{\"model\":"),
+            None,
+            MODEL,
+            &Account::default(),
+        )
         .await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let body = response.into_body().collect().await.unwrap().to_bytes();

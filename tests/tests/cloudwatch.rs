@@ -15,20 +15,7 @@ use usage_layer::{Caller, Outcome, Provider, UsageRecord};
 use usage_tests::{record, usage};
 
 fn moto() -> Option<aws_sdk_cloudwatch::Client> {
-    let Some(url) = std::env::var("TEST_MOTO_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        let required = ["CI", "REQUIRE_MOTO"]
-            .iter()
-            .any(|v| std::env::var(v).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false"));
-        assert!(
-            !required,
-            "TEST_MOTO_URL is not set, and moto is required here (CI / REQUIRE_MOTO)"
-        );
-        eprintln!("SKIPPED (CloudWatch): TEST_MOTO_URL is not set — start moto_server and set it");
-        return None;
-    };
+    let url = usage_tests::moto_url("CloudWatch")?;
     let config = aws_sdk_cloudwatch::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(url)

@@ -14,7 +14,7 @@ const ADMIN_TOKEN: &str = "routing-admin-token-0123456789";
 const STREAM: &str = r#"{"model":"claude-sonnet-4-5-20250929","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Hi"}]}"#;
 
 fn base(proxy: &Proxy) -> String {
-    format!("http://{}", proxy.server.as_ref().expect("running").addr)
+    proxy.origin()
 }
 
 async fn health(proxy: &Proxy) -> Value {
@@ -24,17 +24,7 @@ async fn health(proxy: &Proxy) -> Value {
 }
 
 async fn admin(proxy: &Proxy, method: &str, path: &str, body: &str) -> (StatusCode, Value) {
-    let (status, body) = send(
-        method,
-        format!("{}{path}", base(proxy)),
-        &[
-            ("authorization", &format!("Bearer {ADMIN_TOKEN}")),
-            ("content-type", "application/json"),
-        ],
-        body,
-    )
-    .await;
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    proxy.admin(ADMIN_TOKEN, method, path, body).await
 }
 
 /// POSTs a stream request with `key`; the status.

@@ -12,6 +12,7 @@ use serde_json::Value;
 use usage_tests::proxy::{BEDROCK_API_KEY, CLIENT_API_KEY, Proxy, Setup, fixture, send};
 
 const ADMIN_TOKEN: &str = "admin-token-Vb7Kp2Qx9Lm4Tz8Wc3";
+const KEYS_OWN_BEDROCK_KEY: &str = "ABSK-keys-own-Hq4Zr8Mv3Xp6Tn2Wd7";
 
 /// Everything the process logs.
 #[derive(Clone, Default)]
@@ -82,6 +83,22 @@ async fn no_secret_reaches_the_logs_or_an_error_message() {
     assert_eq!(status, StatusCode::CREATED);
     let issued: Value = serde_json::from_slice(&body).unwrap();
     let new_key = issued["key"].as_str().unwrap().to_owned();
+    // Its own Bedrock API key, sealed at rest, used below for a 429 that Bedrock serves.
+    let (status, body) = send(
+        "PUT",
+        format!(
+            "{admin}/keys/{}/bedrock-credential",
+            issued["id"].as_str().unwrap()
+        ),
+        &[
+            ("authorization", &bearer),
+            ("content-type", "application/json"),
+        ],
+        &format!(r#"{{"api_key":"{KEYS_OWN_BEDROCK_KEY}"}}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    proxy.plan.queue([PlanReply::rate_limited(1)]);
     let (status, _) = send(
         "GET",
         format!("{admin}/usage/summary"),
@@ -106,6 +123,12 @@ async fn no_secret_reaches_the_logs_or_an_error_message() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
+    let sent = proxy.bedrock.requests();
+    assert_eq!(sent.len(), 2, "Bedrock served the new key's 429");
+    assert_eq!(
+        sent[1].headers["authorization"],
+        format!("Bearer {KEYS_OWN_BEDROCK_KEY}").as_str()
+    );
     let wrong_token = "admin-token-Wrong9Hq3Zr7Mv2Xp5";
     let (status, body) = send(
         "GET",
@@ -144,6 +167,8 @@ async fn no_secret_reaches_the_logs_or_an_error_message() {
         .with_file_name("key-hasher-secret"),
     )
     .expect("the generated hashing secret");
+    let encryption_key = std::fs::read_to_string(proxy.state_dir().join("local-encryption-key"))
+        .expect("the generated local encryption key");
     let secrets = [
         ("the access key", proxy.key.as_str()),
         ("the issued key", new_key.as_str()),
@@ -153,6 +178,8 @@ async fn no_secret_reaches_the_logs_or_an_error_message() {
         ("the client's Anthropic API key", CLIENT_API_KEY),
         ("the Bedrock API key", BEDROCK_API_KEY),
         ("the key-hashing secret", hasher_secret.trim()),
+        ("a key's own Bedrock API key", KEYS_OWN_BEDROCK_KEY),
+        ("the local encryption key", encryption_key.trim()),
     ];
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(logs.lines().count() > 50, "the logs were captured: {logs}");

@@ -1,10 +1,14 @@
-//! Access keys: issue and rotate (the only times a key is shown), list, revoke.
+//! Access keys: issue and rotate (the only times a key is shown), list, revoke, and
+//! their own Bedrock: a region (endpoint and prices) and a Bedrock API key, sealed at
+//! rest (see [`crate::crypto`]), never shown again, never logged; lists show its
+//! fingerprint (the first 16 hex digits of its SHA-256) to say that one is linked.
 //!
 //! A rotation issues a new key with the old one's owner, name, Bedrock region and
 //! Bedrock credential, and keeps the old key accepted for a grace period (the server's
 //! `--key-rotation-grace`, 300 s by default, or the request's), so that clients can
 //! move over without a failed request.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
@@ -20,20 +24,25 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::input::{parse_id, parse_name};
+use super::input::{parse_id, parse_name, present};
 use super::users::find_user;
-use super::{AdminError, ErrorBody, parse_json};
+use super::{AdminError, ErrorBody, JsonBody, parse_json};
 use crate::app::AppState;
-use crate::entity::access_keys;
+use crate::entity::{access_keys, bedrock_credentials};
 use crate::keys::RotateError;
 
 /// The routes of this module.
 pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(issue_key, list_keys))
+        .routes(routes!(get_key, update_key))
         .routes(routes!(revoke_key))
         .routes(routes!(rotate_key))
+        .routes(routes!(set_bedrock_credential, remove_bedrock_credential))
 }
+
+/// The longest Bedrock API key accepted, in bytes.
+const MAX_API_KEY_BYTES: usize = 4096;
 
 /// A new access key.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -94,6 +103,35 @@ struct AccessKey {
     /// The key's Bedrock region (endpoint and prices); `null`: the server's.
     #[schema(example = "eu-central-1")]
     bedrock_region: Option<String>,
+    /// The key's own Bedrock API key, if one is linked (never the key itself); `null`:
+    /// the server's credential.
+    bedrock_credential: Option<LinkedCredential>,
+}
+
+/// A linked Bedrock API key, as far as it is shown.
+#[derive(Debug, Serialize, ToSchema)]
+struct LinkedCredential {
+    /// The first 16 hex digits of the key's SHA-256: tells two keys apart.
+    #[schema(example = "9f86d081884c7d65")]
+    fingerprint: String,
+    /// How it is sealed: `local` or `kms`.
+    #[schema(example = "kms")]
+    encryption: String,
+    /// Linked.
+    created_at: DateTime<Utc>,
+    /// Last replaced.
+    updated_at: DateTime<Utc>,
+}
+
+impl From<&bedrock_credentials::Model> for LinkedCredential {
+    fn from(credential: &bedrock_credentials::Model) -> Self {
+        Self {
+            fingerprint: credential.key_hash.chars().take(16).collect(),
+            encryption: credential.encryption.clone(),
+            created_at: credential.created_at,
+            updated_at: credential.updated_at,
+        }
+    }
 }
 
 /// A key's state as lists show it.
@@ -106,9 +144,10 @@ fn status(key: &access_keys::Model, now: DateTime<Utc>) -> &'static str {
     }
 }
 
-impl From<access_keys::Model> for AccessKey {
-    fn from(key: access_keys::Model) -> Self {
+impl AccessKey {
+    fn new(key: access_keys::Model, credential: Option<&bedrock_credentials::Model>) -> Self {
         Self {
+            bedrock_credential: credential.map(LinkedCredential::from),
             status: status(&key, Utc::now()),
             id: key.id,
             user_id: key.user_id,
@@ -148,6 +187,93 @@ struct RotatedKey {
     replaces: Uuid,
     /// When the old key stops being accepted.
     old_key_expires_at: DateTime<Utc>,
+}
+
+/// `keys` as lists show them, with their credentials.
+async fn described(
+    state: &AppState,
+    keys: Vec<access_keys::Model>,
+) -> Result<Vec<AccessKey>, AdminError> {
+    let ids: Vec<Uuid> = keys.iter().map(|key| key.id).collect();
+    let credentials: HashMap<Uuid, bedrock_credentials::Model> =
+        bedrock_credentials::Entity::find()
+            .filter(bedrock_credentials::Column::AccessKeyId.is_in(ids))
+            .all(&state.db)
+            .await?
+            .into_iter()
+            .map(|credential| (credential.access_key_id, credential))
+            .collect();
+    Ok(keys
+        .into_iter()
+        .map(|key| {
+            let credential = credentials.get(&key.id);
+            AccessKey::new(key, credential)
+        })
+        .collect())
+}
+
+/// One key as lists show it.
+async fn describe(state: &AppState, id: Uuid) -> Result<AccessKey, AdminError> {
+    let key = access_keys::Entity::find_by_id(id)
+        .one(&state.db)
+        .await?
+        .ok_or_else(|| AdminError::NotFound(format!("no access key {id}")))?;
+    Ok(described(state, vec![key]).await?.remove(0))
+}
+
+/// Changes to a key: a field that is absent stays as it is.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct KeyChanges {
+    /// A label: 1 to 200 characters, or `null` for none.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, required = false, example = "laptop", max_length = 200)]
+    name: Option<Option<String>>,
+    /// The key's Bedrock region (`eu-central-1`), used for the Bedrock endpoint and for
+    /// prices; `null`: the server's.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, required = false, example = "eu-central-1", pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")]
+    bedrock_region: Option<Option<String>>,
+}
+
+/// A Bedrock API key to link.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NewCredential {
+    /// The Bedrock API key (a bearer token): 1 to 4,096 visible ASCII characters. Sealed
+    /// at once; never shown again.
+    #[schema(
+        example = "ABSKQmVkcm9ja0FQSUtleS1...",
+        min_length = 1,
+        max_length = 4096
+    )]
+    api_key: String,
+}
+
+/// An AWS region name: `us-east-1`, `ap-northeast-2`, `us-gov-west-1`.
+fn parse_region(text: &str) -> Result<String, AdminError> {
+    let region = text.trim();
+    let mut parts = region.split('-');
+    let well_formed = region.len() <= 32
+        && parts
+            .next()
+            .is_some_and(|first| first.len() == 2 && first.bytes().all(|b| b.is_ascii_lowercase()))
+        && {
+            let rest: Vec<&str> = parts.collect();
+            rest.len() >= 2
+                && rest[..rest.len() - 1]
+                    .iter()
+                    .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase()))
+                && rest[rest.len() - 1].parse::<u8>().is_ok()
+        };
+    if well_formed {
+        Ok(region.to_owned())
+    } else {
+        Err(AdminError::bad(
+            "bedrock_region",
+            "must be an AWS region name like eu-central-1",
+        ))
+    }
 }
 
 /// A user's access keys, oldest first.
@@ -230,8 +356,141 @@ async fn list_keys(
         .all(&state.db)
         .await?;
     Ok(Json(AccessKeyList {
-        keys: keys.into_iter().map(AccessKey::from).collect(),
+        keys: described(&state, keys).await?,
     }))
+}
+
+/// One access key.
+#[utoipa::path(
+    get,
+    path = "/admin/keys/{key_id}",
+    tag = "keys",
+    params(("key_id" = Uuid, Path, description = "the key's id")),
+    responses(
+        (status = 200, description = "the key", body = AccessKey),
+        (status = 400, description = "`key_id` is not a UUID", body = ErrorBody),
+        (status = 401, description = "no or wrong admin token", body = ErrorBody),
+        (status = 404, description = "no such key", body = ErrorBody),
+    )
+)]
+async fn get_key(
+    State(state): State<Arc<AppState>>,
+    Path(key_id): Path<String>,
+) -> Result<Json<AccessKey>, AdminError> {
+    Ok(Json(describe(&state, parse_id("key_id", &key_id)?).await?))
+}
+
+/// Changes a key's name or Bedrock region; absent fields stay as they are. Seen by the
+/// key's next request.
+#[utoipa::path(
+    patch,
+    path = "/admin/keys/{key_id}",
+    tag = "keys",
+    params(("key_id" = Uuid, Path, description = "the key's id")),
+    request_body(content = KeyChanges, description = "the fields to change"),
+    responses(
+        (status = 200, description = "the changed key", body = AccessKey),
+        (status = 400, description = "a bad field, malformed JSON or a malformed `key_id`", body = ErrorBody),
+        (status = 401, description = "no or wrong admin token", body = ErrorBody),
+        (status = 404, description = "no such key", body = ErrorBody),
+    )
+)]
+async fn update_key(
+    State(state): State<Arc<AppState>>,
+    Path(key_id): Path<String>,
+    JsonBody(changes): JsonBody<KeyChanges>,
+) -> Result<Json<AccessKey>, AdminError> {
+    let id = parse_id("key_id", &key_id)?;
+    let name = changes
+        .name
+        .map(|name| name.as_deref().map(parse_name).transpose())
+        .transpose()?;
+    let region = changes
+        .bedrock_region
+        .map(|region| region.as_deref().map(parse_region).transpose())
+        .transpose()?;
+    let changes_something = name.is_some() || region.is_some();
+    let mut update = access_keys::Entity::update_many().filter(access_keys::Column::Id.eq(id));
+    if let Some(name) = name {
+        update = update.col_expr(access_keys::Column::Name, Expr::value(name));
+    }
+    if let Some(region) = region {
+        update = update.col_expr(access_keys::Column::BedrockRegion, Expr::value(region));
+    }
+    if changes_something {
+        update.exec(&state.db).await?;
+    }
+    Ok(Json(describe(&state, id).await?))
+}
+
+/// Links a Bedrock API key to the access key, replacing any: its requests to Bedrock are
+/// signed with it (billed to its AWS account) from its next request on.
+#[utoipa::path(
+    put,
+    path = "/admin/keys/{key_id}/bedrock-credential",
+    tag = "keys",
+    params(("key_id" = Uuid, Path, description = "the key's id")),
+    request_body(content = NewCredential, description = "the Bedrock API key"),
+    responses(
+        (status = 200, description = "the key, the credential linked", body = AccessKey),
+        (status = 400, description = "a bad API key, malformed JSON or a malformed `key_id`", body = ErrorBody),
+        (status = 401, description = "no or wrong admin token", body = ErrorBody),
+        (status = 404, description = "no such key", body = ErrorBody),
+    )
+)]
+async fn set_bedrock_credential(
+    State(state): State<Arc<AppState>>,
+    Path(key_id): Path<String>,
+    JsonBody(credential): JsonBody<NewCredential>,
+) -> Result<Json<AccessKey>, AdminError> {
+    let id = parse_id("key_id", &key_id)?;
+    let api_key = credential.api_key.trim();
+    if api_key.is_empty()
+        || api_key.len() > MAX_API_KEY_BYTES
+        || !api_key.bytes().all(|byte| byte.is_ascii_graphic())
+    {
+        return Err(AdminError::bad(
+            "api_key",
+            format!("must be 1 to {MAX_API_KEY_BYTES} visible ASCII characters"),
+        ));
+    }
+    describe(&state, id).await?;
+    state.credentials.set(id, api_key).await.map_err(|error| {
+        AdminError::Internal(format!("sealing the Bedrock credential of {id}: {error}"))
+    })?;
+    tracing::info!(key = %id, "Bedrock credential linked");
+    Ok(Json(describe(&state, id).await?))
+}
+
+/// Unlinks the access key's Bedrock API key: the server's credential signs its requests
+/// again. Unlinking twice changes nothing.
+#[utoipa::path(
+    delete,
+    path = "/admin/keys/{key_id}/bedrock-credential",
+    tag = "keys",
+    params(("key_id" = Uuid, Path, description = "the key's id")),
+    responses(
+        (status = 200, description = "the key, without a credential", body = AccessKey),
+        (status = 400, description = "`key_id` is not a UUID", body = ErrorBody),
+        (status = 401, description = "no or wrong admin token", body = ErrorBody),
+        (status = 404, description = "no such key", body = ErrorBody),
+    )
+)]
+async fn remove_bedrock_credential(
+    State(state): State<Arc<AppState>>,
+    Path(key_id): Path<String>,
+) -> Result<Json<AccessKey>, AdminError> {
+    let id = parse_id("key_id", &key_id)?;
+    describe(&state, id).await?;
+    if state
+        .credentials
+        .remove(id)
+        .await
+        .map_err(|error| AdminError::Internal(error.to_string()))?
+    {
+        tracing::info!(key = %id, "Bedrock credential unlinked");
+    }
+    Ok(Json(describe(&state, id).await?))
 }
 
 /// Revokes an access key; revoking it again changes nothing.
@@ -260,11 +519,7 @@ async fn revoke_key(
         .filter(access_keys::Column::IsActive.eq(true))
         .exec(&state.db)
         .await?;
-    let key = access_keys::Entity::find_by_id(id)
-        .one(&state.db)
-        .await?
-        .ok_or_else(|| AdminError::NotFound(format!("no access key {id}")))?;
-    Ok(Json(key.into()))
+    Ok(Json(describe(&state, id).await?))
 }
 
 /// Rotates an access key: a new key, shown only this once, with the old one's settings;

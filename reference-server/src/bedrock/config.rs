@@ -12,7 +12,8 @@ use super::mapping::{MODEL_MAPPING_ENV, ModelMapping};
 pub struct BedrockConfig {
     /// The AWS region, e.g. `us-east-1`.
     pub region: String,
-    /// An endpoint URL to use instead of the region's (a VPC endpoint, a stand-in).
+    /// An endpoint URL to use instead of the region's (a VPC endpoint, a stand-in);
+    /// `{region}` in it stands for the region a request goes to (an access key's own).
     pub endpoint_url: Option<String>,
     /// A Bedrock API key (bearer token); `None` = the AWS default credential chain.
     pub api_key: Option<String>,
@@ -105,7 +106,7 @@ impl BedrockConfig {
             return Err(BedrockConfigError::EmptyRegion);
         }
         if let Some(url) = &self.endpoint_url {
-            check_endpoint_url(url)?;
+            check_endpoint_url(&url.replace("{region}", &region))?;
         }
         Ok(Checked {
             region,

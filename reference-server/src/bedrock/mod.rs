@@ -68,8 +68,20 @@ const JSON: &str = "application/json";
 pub struct Bedrock {
     client: aws_sdk_bedrockruntime::Client,
     region: String,
+    /// The configured endpoint URL, `{region}` not yet replaced.
+    endpoint_url: Option<String>,
     mapping: ModelMapping,
     betas: Vec<String>,
+}
+
+/// Whose Bedrock a request uses, when not the server's: an access key's own region
+/// (endpoint and prices) and API key (a bearer token, billed to its AWS account).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Account {
+    /// The region; `None`: the server's.
+    pub region: Option<String>,
+    /// The Bedrock API key; `None`: the server's credential.
+    pub api_key: Option<crate::crypto::Plaintext>,
 }
 
 impl Bedrock {
@@ -106,8 +118,8 @@ impl Bedrock {
         let mut builder = aws_sdk_bedrockruntime::config::Builder::from(&shared)
             .timeout_config(timeouts.build())
             .retry_config(RetryConfig::disabled());
-        if let Some(url) = endpoint_url {
-            builder = builder.endpoint_url(url);
+        if let Some(url) = &endpoint_url {
+            builder = builder.endpoint_url(url.replace("{region}", &region));
         }
         if let Some(token) = token {
             // Without other credentials, the bearer scheme is the only one that can sign.
@@ -116,14 +128,50 @@ impl Bedrock {
         Ok(Self {
             client: aws_sdk_bedrockruntime::Client::from_conf(builder.build()),
             region,
+            endpoint_url,
             mapping,
             betas,
         })
     }
 
-    /// The AWS region requests go to.
+    /// The AWS region requests go to (unless an account says otherwise).
     pub fn region(&self) -> &str {
         &self.region
+    }
+
+    /// The region `account`'s requests go to.
+    pub fn region_for<'a>(&'a self, account: &'a Account) -> &'a str {
+        account.region.as_deref().unwrap_or(&self.region)
+    }
+
+    /// What a call for `account` changes in the client's configuration: the region (and
+    /// the endpoint URL, when it names the region), the bearer token (preferred over
+    /// SigV4 credentials the chain may also have). `None`: nothing.
+    fn config_for(&self, account: &Account) -> Option<aws_sdk_bedrockruntime::config::Builder> {
+        if account == &Account::default() {
+            return None;
+        }
+        let mut config = aws_sdk_bedrockruntime::config::Builder::default();
+        if let Some(region) = account
+            .region
+            .as_deref()
+            .filter(|region| *region != self.region)
+        {
+            config = config.region(Region::new(region.to_owned()));
+            if let Some(url) = &self.endpoint_url {
+                config = config.endpoint_url(url.replace("{region}", region));
+            }
+        }
+        if let Some(key) = &account.api_key {
+            use aws_smithy_runtime_api::client::auth::http::HTTP_BEARER_AUTH_SCHEME_ID;
+            config = config
+                .bearer_token(aws_sdk_bedrockruntime::config::Token::new(
+                    key.expose(),
+                    None,
+                ))
+                .auth_scheme_preference([HTTP_BEARER_AUTH_SCHEME_ID]);
+        }
+        Some(config)
     }
 
     /// Which Bedrock model serves which requested model.
@@ -142,13 +190,15 @@ impl Bedrock {
         body: &Bytes,
         anthropic_beta: Option<&HeaderValue>,
         bedrock_model: &str,
+        account: &Account,
     ) -> Response<Body> {
+        let config = self.config_for(account);
         match Invocation::from_anthropic(body, anthropic_beta, &self.betas) {
-            Ok(Invocation { body, stream: true }) => self.stream(body, bedrock_model).await,
+            Ok(Invocation { body, stream: true }) => self.stream(body, bedrock_model, config).await,
             Ok(Invocation {
                 body,
                 stream: false,
-            }) => self.invoke(body, bedrock_model).await,
+            }) => self.invoke(body, bedrock_model, config).await,
             Err(invalid) => {
                 tracing::debug!(bedrock.model = bedrock_model, error = %invalid, "invalid request, not sent to Bedrock");
                 fault::error_response(Fault::INVALID_REQUEST, &invalid.to_string())
@@ -156,16 +206,23 @@ impl Bedrock {
         }
     }
 
-    async fn invoke(&self, body: Vec<u8>, model: &str) -> Response<Body> {
-        let sent = self
+    async fn invoke(
+        &self,
+        body: Vec<u8>,
+        model: &str,
+        config: Option<aws_sdk_bedrockruntime::config::Builder>,
+    ) -> Response<Body> {
+        let call = self
             .client
             .invoke_model()
             .model_id(model)
             .content_type(JSON)
             .accept(JSON)
-            .body(Blob::new(body))
-            .send()
-            .await;
+            .body(Blob::new(body));
+        let sent = match config {
+            Some(config) => call.customize().config_override(config).send().await,
+            None => call.send().await,
+        };
         match sent {
             Ok(output) => {
                 tracing::info!(
@@ -181,16 +238,23 @@ impl Bedrock {
         }
     }
 
-    async fn stream(&self, body: Vec<u8>, model: &str) -> Response<Body> {
-        let sent = self
+    async fn stream(
+        &self,
+        body: Vec<u8>,
+        model: &str,
+        config: Option<aws_sdk_bedrockruntime::config::Builder>,
+    ) -> Response<Body> {
+        let call = self
             .client
             .invoke_model_with_response_stream()
             .model_id(model)
             .content_type(JSON)
             .accept(JSON)
-            .body(Blob::new(body))
-            .send()
-            .await;
+            .body(Blob::new(body));
+        let sent = match config {
+            Some(config) => call.customize().config_override(config).send().await,
+            None => call.send().await,
+        };
         let (mut events, request_id) = match sent {
             Ok(output) => {
                 let request_id = output.request_id().map(str::to_owned);

@@ -21,6 +21,9 @@
 //! * An error before any event — the status, `x-amzn-errortype: <Code>:<namespace URL>`
 //!   (the SDK strips the URL) and a `{"message":"…"}` body, as Bedrock sends them.
 //!
+//! A path prefix before `/model/` is accepted (and recorded): an endpoint URL of
+//! `{endpoint_url}/{region}` tells, at the stand-in, which region a request was for.
+//!
 //! Every response carries an `x-amzn-requestid`. What to answer is scripted per test
 //! with [`BedrockStandIn::respond_with`]; what was asked is in
 //! [`BedrockStandIn::requests`]. The server stops when the stand-in is dropped.
@@ -194,7 +197,8 @@ async fn answer(
     let body = body.collect().await?.to_bytes();
     let path = parts.uri.path().to_owned();
     let operation = path
-        .strip_prefix("/model/")
+        .find("/model/")
+        .map(|at| &path[at + "/model/".len()..])
         .and_then(|rest| rest.rsplit_once('/'))
         .map(|(_, operation)| operation.to_owned());
     let reply = {

@@ -82,7 +82,9 @@ pub struct AppState {
     /// Usage queries, in the configured buckets.
     pub queries: usage_layer::store::sea_orm::UsageQueries,
     /// The effective prices.
-    pub pricing: Arc<usage_layer::pricing::PriceCatalog>,
+    pub pricing: usage_layer::pricing::Pricing,
+    /// Model mappings and price overrides from the database.
+    pub live: crate::live::LiveConfig,
     /// Monthly Bedrock budgets.
     pub budget: crate::budget::Budget,
     /// The admin API's bearer token.

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
-use usage_layer::pricing::{PriceCatalog, to_micros};
+use usage_layer::pricing::{Pricing, to_micros};
 use usage_layer::sink::{UsageSink, UsageStore};
 use usage_layer::store::sea_orm::{StoreError, UsageQueries};
 use usage_layer::store::{BucketType, recorded_provider};
@@ -19,24 +19,47 @@ use uuid::Uuid;
 use crate::entity::users;
 
 /// Bedrock cost per user that is recorded but not yet in the database.
+///
+/// Each record's cost is kept by request id from the moment it is recorded, and that
+/// same amount is taken off when its batch is written — so a price that changes in
+/// between (prices are live: [`Pricing`]) cannot leave a remainder behind.
 #[derive(Debug)]
 pub struct PendingSpend {
-    pricing: Arc<PriceCatalog>,
-    by_user: Mutex<HashMap<Uuid, i64>>,
+    pricing: Pricing,
+    pending: Mutex<Pending>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    by_user: HashMap<Uuid, i64>,
+    by_request: HashMap<String, (Uuid, i64)>,
+}
+
+impl Pending {
+    fn take(&mut self, request_id: &str) {
+        if let Some((user, micros)) = self.by_request.remove(request_id)
+            && let Some(pending) = self.by_user.get_mut(&user)
+        {
+            *pending -= micros;
+            if *pending <= 0 {
+                self.by_user.remove(&user);
+            }
+        }
+    }
 }
 
 impl PendingSpend {
     /// Nothing pending.
-    pub fn new(pricing: Arc<PriceCatalog>) -> Arc<Self> {
+    pub fn new(pricing: impl Into<Pricing>) -> Arc<Self> {
         Arc::new(Self {
-            pricing,
-            by_user: Mutex::default(),
+            pricing: pricing.into(),
+            pending: Mutex::default(),
         })
     }
 
     /// The pending micro-USD of a user.
     pub fn of(&self, user: Uuid) -> i64 {
-        self.lock().get(&user).copied().unwrap_or(0)
+        self.lock().by_user.get(&user).copied().unwrap_or(0)
     }
 
     /// A Bedrock record's user and cost (priced as the store prices it: `price_record`).
@@ -46,24 +69,35 @@ impl PendingSpend {
             return None;
         }
         let user = record.caller.user_id.as_deref()?.parse().ok()?;
-        let price = self.pricing.price_record(&Provider::BEDROCK, record)?;
+        let price = self
+            .pricing
+            .current()
+            .price_record(&Provider::BEDROCK, record)?;
         Some((user, to_micros(price.cost(&record.usage).total)))
     }
 
-    fn change(&self, records: &[UsageRecord], sign: i64) {
-        let mut by_user = self.lock();
-        for (user, micros) in records.iter().filter_map(|record| self.cost(record)) {
-            let pending = by_user.entry(user).or_insert(0);
-            *pending += sign * micros;
-            if *pending <= 0 {
-                by_user.remove(&user);
-            }
+    fn recorded(&self, record: &UsageRecord) {
+        let Some((user, micros)) = self.cost(record) else {
+            return;
+        };
+        let mut pending = self.lock();
+        pending.take(record.request_id.as_str());
+        pending
+            .by_request
+            .insert(record.request_id.as_str().to_owned(), (user, micros));
+        *pending.by_user.entry(user).or_insert(0) += micros;
+    }
+
+    fn written(&self, records: &[UsageRecord]) {
+        let mut pending = self.lock();
+        for record in records {
+            pending.take(record.request_id.as_str());
         }
     }
 
     // A poisoned lock must not make a sink panic (it runs in `Drop`).
-    fn lock(&self) -> MutexGuard<'_, HashMap<Uuid, i64>> {
-        self.by_user
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -75,7 +109,7 @@ pub struct PendingSink(pub Arc<PendingSpend>);
 
 impl UsageSink for PendingSink {
     fn record(&self, record: UsageRecord) {
-        self.0.change(std::slice::from_ref(&record), 1);
+        self.0.recorded(&record);
     }
 }
 
@@ -98,7 +132,7 @@ impl<S: UsageStore> UsageStore for SettlingStore<S> {
 
     async fn write_batch(&self, batch: &[UsageRecord]) -> Result<(), S::Error> {
         self.inner.write_batch(batch).await?;
-        self.pending.change(batch, -1);
+        self.pending.written(batch);
         Ok(())
     }
 }

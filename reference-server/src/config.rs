@@ -363,6 +363,14 @@ pub struct ServeArgs {
         default_value_t = 30
     )]
     pub shutdown_timeout_secs: u64,
+    /// Seconds between reads of the model mappings and price overrides in the database
+    /// (changes made through another instance apply here within this).
+    #[arg(
+        long = "config-reload-interval",
+        env = "PROXY_CONFIG_RELOAD_INTERVAL",
+        default_value_t = 5
+    )]
+    pub config_reload_interval_secs: u64,
     /// Seconds a key replaced by `POST /admin/keys/{id}/rotate` stays accepted (a request
     /// may ask for another period).
     #[arg(
@@ -450,6 +458,11 @@ impl ServeArgs {
     /// Time an upstream stream may stay silent.
     pub fn upstream_idle_timeout(&self) -> Duration {
         Duration::from_secs(self.upstream_idle_timeout_secs.max(1))
+    }
+
+    /// Time between reads of the mappings and prices.
+    pub fn config_reload_interval(&self) -> Duration {
+        Duration::from_secs(self.config_reload_interval_secs.max(1))
     }
 
     /// The circuit breakers' settings.

@@ -20,6 +20,7 @@ pub mod entity;
 pub mod error;
 pub mod keys;
 pub mod listen;
+pub mod live;
 pub mod metrics;
 pub mod plan;
 pub mod pricing_env;

@@ -9,7 +9,7 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use usage_layer::pricing::PriceCatalog;
+use usage_layer::pricing::{PriceCatalog, Pricing};
 use usage_layer::sink::{BatchWriter, SpoolConfig, WriterConfig, WriterHandle};
 use usage_layer::store::Buckets;
 use usage_layer::store::cloudwatch::CloudWatchStore;
@@ -22,6 +22,7 @@ use crate::config::{Secret, ServeArgs, StateArgs};
 use crate::database::{self, DatabaseHealth};
 use crate::keys::{KeyHasher, KeyStore};
 use crate::listen::{self, ConnectionStats};
+use crate::live::LiveConfig;
 use crate::plan::PlanClient;
 use crate::routing::Router;
 use crate::secrets::load_or_generate;
@@ -68,6 +69,17 @@ async fn open_for_serving(
         Err(error) => return Err(anyhow::Error::new(error).context("running migrations")),
     }
     Ok(db)
+}
+
+/// Seeds the mappings and reads both tables once (a failure is logged: the built-in and
+/// configured ones stay in force, and the poller tries again).
+async fn live_start(live: &LiveConfig, defaults: &ModelMapping, configured: &ModelMapping) {
+    if let Err(error) = live.seed(defaults, configured).await {
+        tracing::warn!(%error, "model mappings not seeded");
+    }
+    if let Err(error) = live.reload().await {
+        tracing::warn!(%error, "model mappings and prices not read: the configured ones stay in force");
+    }
 }
 
 /// What seals and opens access keys' Bedrock API keys: KMS when `--kms-key-id` is set
@@ -181,10 +193,7 @@ async fn report_spool(writer: BatchWriter) {
 }
 
 /// The CloudWatch metrics writer: batches of one flush interval, one `PutMetricData` each.
-async fn cloudwatch_writer(
-    args: &ServeArgs,
-    pricing: Arc<PriceCatalog>,
-) -> (BatchWriter, WriterHandle) {
+async fn cloudwatch_writer(args: &ServeArgs, pricing: Pricing) -> (BatchWriter, WriterHandle) {
     let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()
         .await;
@@ -217,11 +226,21 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         "admin token",
     )?
     .parse()?;
-    let pricing = Arc::new(crate::pricing_env::merge(
+    let base_prices = crate::pricing_env::merge(
         PriceCatalog::defaults(),
         args.model_pricing.as_deref(),
         args.plan_pricing.as_deref(),
-    )?);
+    )?;
+    let configured_mapping =
+        ModelMapping::from_entries([]).with_overrides(args.bedrock_model_mapping.as_deref())?;
+    let base_mapping =
+        ModelMapping::defaults().with_overrides(args.bedrock_model_mapping.as_deref())?;
+    let live = LiveConfig::new(db.clone(), base_prices, base_mapping.clone());
+    let live_now = database_health.is_migrated();
+    if live_now {
+        live_start(&live, &base_mapping, &configured_mapping).await;
+    }
+    let pricing = live.pricing().clone();
     let buckets = Buckets::new(args.usage_timezone, args.usage_week_start);
     let store = SeaOrmStore::new(db.clone(), pricing.clone(), buckets);
     let queries = store.queries();
@@ -252,8 +271,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
     let sink = (PendingSink(pending.clone()), writer.clone(), metrics);
 
     let bedrock = if args.bedrock_enabled {
-        let mapping =
-            ModelMapping::defaults().with_overrides(args.bedrock_model_mapping.as_deref())?;
+        let mapping = base_mapping.clone();
         Some(
             Bedrock::new(BedrockConfig {
                 region: args.bedrock_region.clone(),
@@ -272,10 +290,26 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
                         .collect()
                 }),
             })
-            .await?,
+            .await?
+            .with_mapping(live.mapping().clone()),
         )
     } else {
         None
+    };
+    let live_poller = {
+        let (live, base, configured) = (live.clone(), base_mapping, configured_mapping);
+        let migrated = Arc::clone(&database_health);
+        let interval = args.config_reload_interval();
+        tokio::spawn(async move {
+            if !live_now {
+                // A database that was down at start is seeded once it is migrated.
+                while !migrated.is_migrated() {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                live_start(&live, &base, &configured).await;
+            }
+            live.poll(interval).await;
+        })
     };
     let plan = PlanClient::new(
         &args.plan_api_url,
@@ -307,6 +341,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         db,
         queries,
         pricing,
+        live: live.clone(),
         budget,
         admin_token,
         usage_writer: writer.clone(),
@@ -339,6 +374,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         };
         listen::serve(listener, service, connection_limits, connections, stop, cut).await;
         spool_reporter.abort();
+        live_poller.abort();
         if let Some(saver) = key_cache_saver {
             saver.abort();
         }

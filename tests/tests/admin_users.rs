@@ -883,6 +883,32 @@ async fn the_openapi_document_describes_the_endpoints() {
         ("/admin/keys/{key_id}", "patch", "keys"),
         ("/admin/keys/{key_id}/bedrock-credential", "put", "keys"),
         ("/admin/keys/{key_id}/bedrock-credential", "delete", "keys"),
+        ("/admin/model-mappings", "get", "model mappings"),
+        ("/admin/model-mappings", "post", "model mappings"),
+        (
+            "/admin/model-mappings/{mapping_id}",
+            "get",
+            "model mappings",
+        ),
+        (
+            "/admin/model-mappings/{mapping_id}",
+            "patch",
+            "model mappings",
+        ),
+        (
+            "/admin/model-mappings/{mapping_id}",
+            "delete",
+            "model mappings",
+        ),
+        ("/admin/pricing/overrides", "get", "pricing"),
+        ("/admin/pricing/overrides", "post", "pricing"),
+        ("/admin/pricing/overrides/{override_id}", "get", "pricing"),
+        ("/admin/pricing/overrides/{override_id}", "patch", "pricing"),
+        (
+            "/admin/pricing/overrides/{override_id}",
+            "delete",
+            "pricing",
+        ),
         ("/admin/pricing", "get", "pricing"),
     ] {
         let operation = &paths[path][method];

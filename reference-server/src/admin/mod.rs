@@ -7,6 +7,7 @@
 
 mod input;
 mod keys;
+mod mappings;
 mod prices;
 mod usage;
 mod users;
@@ -171,6 +172,7 @@ fn api() -> OpenApiRouter<Arc<AppState>> {
         .merge(users::routes())
         .merge(keys::routes())
         .merge(prices::routes())
+        .merge(mappings::routes())
 }
 
 /// `/admin/…`: the admin routes behind the token, and the OpenAPI document.

@@ -65,6 +65,17 @@ impl ModelMapping {
         Self { models }
     }
 
+    /// A mapping of these (requested model, Bedrock model id) pairs, keys normalised (a
+    /// later pair for the same model wins).
+    pub fn from_entries<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let models = entries
+            .into_iter()
+            .map(|(model, bedrock)| (normalize_model_id(model), bedrock.trim().to_owned()))
+            .filter(|(model, bedrock)| !model.is_empty() && !bedrock.is_empty())
+            .collect();
+        Self { models }
+    }
+
     /// Merges `PROXY_BEDROCK_MODEL_MAPPING` JSON (`{"claude-sonnet-4-5": "eu.anthropic.claude-sonnet-4-5-20250929-v1:0", …}`) into the mapping; keys are normalised.
     ///
     /// `None` leaves the mapping as it is. Invalid JSON, an empty key or a value that is

@@ -42,6 +42,8 @@ mod mapping;
 mod request;
 mod stream;
 
+use std::sync::Arc;
+
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -59,6 +61,7 @@ pub use self::mapping::{MODEL_MAPPING_ENV, ModelMapping};
 
 use self::fault::{Failure, Fault, stream_error_code};
 use self::request::Invocation;
+use crate::live::Swap;
 
 /// The content type of both the request and the response bodies.
 const JSON: &str = "application/json";
@@ -70,7 +73,7 @@ pub struct Bedrock {
     region: String,
     /// The configured endpoint URL, `{region}` not yet replaced.
     endpoint_url: Option<String>,
-    mapping: ModelMapping,
+    mapping: Swap<ModelMapping>,
     betas: Vec<String>,
 }
 
@@ -129,7 +132,7 @@ impl Bedrock {
             client: aws_sdk_bedrockruntime::Client::from_conf(builder.build()),
             region,
             endpoint_url,
-            mapping,
+            mapping: Swap::new(mapping),
             betas,
         })
     }
@@ -174,9 +177,16 @@ impl Bedrock {
         Some(config)
     }
 
-    /// Which Bedrock model serves which requested model.
-    pub fn mapping(&self) -> &ModelMapping {
-        &self.mapping
+    /// Which Bedrock model serves which requested model, now.
+    pub fn mapping(&self) -> Arc<ModelMapping> {
+        self.mapping.current()
+    }
+
+    /// Takes the mapping from `mapping`, which may change while it runs (see
+    /// [`crate::live`]).
+    pub fn with_mapping(mut self, mapping: Swap<ModelMapping>) -> Self {
+        self.mapping = mapping;
+        self
     }
 
     /// Sends an Anthropic Messages request body to Bedrock and answers like the Anthropic API would.

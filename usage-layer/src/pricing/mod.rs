@@ -42,11 +42,14 @@
 //!
 //! [`PriceCatalog::merge_json`] adds your prices, a JSON table keyed as a [`PriceTable`]
 //! says, to the built-in ones (or to an [empty](PriceCatalog::empty) catalog).
+//! [`Pricing`] is what the stores and sinks price with: a catalog that may be replaced
+//! while they run.
 
 mod catalog;
 mod cost;
 mod defaults;
 mod error;
+mod live;
 mod model_id;
 mod overrides;
 
@@ -56,6 +59,7 @@ use rust_decimal::Decimal;
 pub use catalog::PriceCatalog;
 pub use cost::{Cost, PriceSnapshot};
 pub use error::PricingError;
+pub use live::Pricing;
 pub use model_id::normalize_model_id;
 pub use overrides::PriceTable;
 
@@ -89,6 +93,24 @@ pub struct Prices {
     pub cache_write_1h: Decimal,
     /// Input tokens read from the prompt cache.
     pub cache_read: Decimal,
+}
+
+impl Prices {
+    /// The prices of an Anthropic model given its input and output prices, by Anthropic's
+    /// prompt-cache multipliers: a 5-minute write is 1.25 × input, a 1-hour write
+    /// 2 × input, a read 0.1 × input.
+    ///
+    /// ```
+    /// use rust_decimal::Decimal;
+    /// use usage_layer::pricing::Prices;
+    ///
+    /// let prices = Prices::anthropic(Decimal::from(3), Decimal::from(15));
+    /// assert_eq!(prices.cache_write_5m.to_string(), "3.75");
+    /// assert_eq!(prices.cache_read.to_string(), "0.3");
+    /// ```
+    pub fn anthropic(input: Decimal, output: Decimal) -> Self {
+        defaults::with_cache_multipliers(input, output)
+    }
 }
 
 /// A model's prices and the date from which they apply.

@@ -82,7 +82,7 @@ use std::sync::Arc;
 use metrics::{Label, SharedString, Unit};
 
 use super::UsageSink;
-use crate::pricing::{PriceCatalog, normalize_model_id, to_micros};
+use crate::pricing::{PriceCatalog, Pricing, normalize_model_id, to_micros};
 use crate::record::{Format, Provider, UsageRecord};
 
 /// The prefix of every metric name unless configured otherwise.
@@ -143,7 +143,7 @@ impl MetricLabel {
 pub struct MetricsConfig {
     prefix: String,
     labels: Vec<MetricLabel>,
-    pricing: Option<Arc<PriceCatalog>>,
+    pricing: Option<Pricing>,
 }
 
 impl Default for MetricsConfig {
@@ -177,8 +177,8 @@ impl MetricsConfig {
 
     /// Reports cost and unpriced requests, priced with `pricing` (the stores' prices, for
     /// totals that agree with theirs).
-    pub fn pricing(mut self, pricing: Arc<PriceCatalog>) -> Self {
-        self.pricing = Some(pricing);
+    pub fn pricing(mut self, pricing: impl Into<Pricing>) -> Self {
+        self.pricing = Some(pricing.into());
         self
     }
 }
@@ -263,7 +263,7 @@ struct Inner {
     /// By [`Metric`], in [`Metric::ALL`] order; shared strings, so a key clones cheaply.
     names: [SharedString; Metric::ALL.len()],
     labels: Vec<MetricLabel>,
-    pricing: Option<Arc<PriceCatalog>>,
+    pricing: Option<Pricing>,
 }
 
 impl MetricsSink {
@@ -351,7 +351,7 @@ impl UsageSink for MetricsSink {
         }
 
         if let Some(pricing) = &self.inner.pricing {
-            match Self::cost_micros(pricing, &record) {
+            match Self::cost_micros(&pricing.current(), &record) {
                 Some(micros) => self
                     .counter(Metric::CostMicroUsd, labels.clone())
                     .increment(micros),

@@ -32,7 +32,7 @@ use aws_sdk_cloudwatch::primitives::DateTime as AwsDateTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit, StatisticSet};
 use rust_decimal::prelude::ToPrimitive;
 
-use crate::pricing::{PriceCatalog, normalize_model_id};
+use crate::pricing::{PriceCatalog, Pricing, normalize_model_id};
 use crate::record::{Outcome, UsageRecord};
 use crate::sink::UsageStore;
 
@@ -235,17 +235,17 @@ impl Aggregate {
 pub struct CloudWatchStore {
     client: Client,
     namespace: String,
-    pricing: Arc<PriceCatalog>,
+    pricing: Pricing,
     calls: Arc<AtomicU64>,
 }
 
 impl CloudWatchStore {
     /// A store putting to `namespace` with `client`, costing with `pricing`.
-    pub fn new(client: Client, namespace: impl Into<String>, pricing: Arc<PriceCatalog>) -> Self {
+    pub fn new(client: Client, namespace: impl Into<String>, pricing: impl Into<Pricing>) -> Self {
         Self {
             client,
             namespace: namespace.into(),
-            pricing,
+            pricing: pricing.into(),
             calls: Arc::default(),
         }
     }
@@ -261,8 +261,9 @@ impl UsageStore for CloudWatchStore {
 
     async fn write_batch(&self, batch: &[UsageRecord]) -> Result<(), CloudWatchError> {
         let mut aggregate = Aggregate::default();
+        let pricing = self.pricing.current();
         for record in batch {
-            aggregate.record(record, &self.pricing);
+            aggregate.record(record, &pricing);
         }
         let datums = aggregate.datums(AwsDateTime::from(std::time::SystemTime::now()));
         for chunk in datums.chunks(DATUMS_PER_CALL) {

@@ -27,7 +27,7 @@ use self::entity::{token_usage, usage_aggregates};
 pub use self::queries::{BucketRange, ModelCost, Totals, UsageFilter, UsageQueries, UserTotals};
 use self::rows::{AggregateKey, UsageRow};
 use super::buckets::{BucketType, Buckets};
-use crate::pricing::PriceCatalog;
+use crate::pricing::Pricing;
 use crate::record::UsageRecord;
 use crate::sink::UsageStore;
 
@@ -75,7 +75,7 @@ struct Counters {
 #[derive(Clone, Debug)]
 pub struct SeaOrmStore {
     db: DatabaseConnection,
-    pricing: Arc<PriceCatalog>,
+    pricing: Pricing,
     buckets: Buckets,
     counters: Arc<Counters>,
 }
@@ -104,11 +104,12 @@ fn fixed_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
 }
 
 impl SeaOrmStore {
-    /// A store on `db`, pricing with `pricing`, bucketing with `buckets`.
-    pub fn new(db: DatabaseConnection, pricing: Arc<PriceCatalog>, buckets: Buckets) -> Self {
+    /// A store on `db`, pricing with `pricing` (a catalog, or a [`Pricing`] the
+    /// application may replace while the store runs), bucketing with `buckets`.
+    pub fn new(db: DatabaseConnection, pricing: impl Into<Pricing>, buckets: Buckets) -> Self {
         Self {
             db,
-            pricing,
+            pricing: pricing.into(),
             buckets,
             counters: Arc::default(),
         }
@@ -150,10 +151,11 @@ impl SeaOrmStore {
     ) -> Result<BatchOutcome, StoreError> {
         // A request id repeated within the batch is stored once: its first record wins.
         let mut seen = HashSet::with_capacity(batch.len());
+        let pricing = self.pricing.current();
         let rows: Vec<UsageRow> = batch
             .iter()
             .filter(|record| seen.insert(record.request_id.as_str()))
-            .map(|record| UsageRow::new(record, &self.pricing))
+            .map(|record| UsageRow::new(record, &pricing))
             .collect();
 
         let mut inserted_ids = HashSet::with_capacity(rows.len());

@@ -531,13 +531,12 @@ async fn update_override(
     let row = find_override(&state, id).await?;
     if let Some(date) = changes.effective_date
         && date != row.effective_date
+        && let Some(taken) = find_at(&state, &row.provider, &row.region, &row.model, date).await?
     {
-        if let Some(taken) = find_at(&state, &row.provider, &row.region, &row.model, date).await? {
-            return Err(AdminError::Conflict(format!(
-                "override {} has that date already",
-                taken.id
-            )));
-        }
+        return Err(AdminError::Conflict(format!(
+            "override {} has that date already",
+            taken.id
+        )));
     }
     let mut active = row.into_active_model();
     if let Some(date) = changes.effective_date {

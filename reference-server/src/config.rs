@@ -68,12 +68,50 @@ pub enum Command {
     /// Manage access keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Bring an original proxy's database (Alembic revision 006 or 008) into this one:
+    /// users, access keys (they keep working with the same PROXY_KEY_HASHER_SECRET),
+    /// their Bedrock keys, model mappings, usage rows and aggregates. Idempotent.
+    ImportOriginal(Box<ImportArgs>),
     /// See the whole flow locally: stand-ins for both upstreams, no credentials needed.
     Demo {
         /// Where the demo's database and secrets go.
         #[arg(long, default_value = "reference-server-demo")]
         dir: PathBuf,
     },
+}
+
+/// `import-original`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// This server's database and secrets (PROXY_KEY_HASHER_SECRET must be the
+    /// original's, and is required here).
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// The original's database URL (`postgresql+asyncpg://…` is read too).
+    #[arg(long = "from", env = "ORIGINAL_DATABASE_URL", hide_env_values = true)]
+    pub from: String,
+    /// Read and plan only: print what would be brought, and why anything is skipped.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The original's PROXY_LOCAL_ENCRYPTION_KEY (its Bedrock keys, local mode).
+    #[arg(long, env = "ORIGINAL_LOCAL_ENCRYPTION_KEY", hide_env_values = true)]
+    pub original_local_encryption_key: Option<Secret>,
+    /// The original's PROXY_JWT_SECRET (its local key when neither of the others is set).
+    #[arg(long, env = "ORIGINAL_JWT_SECRET", hide_env_values = true)]
+    pub original_jwt_secret: Option<Secret>,
+    /// The original's PROXY_KMS_KEY_ID: its Bedrock keys are KMS envelopes.
+    #[arg(long, env = "ORIGINAL_KMS_KEY_ID")]
+    pub original_kms_key_id: Option<String>,
+    /// A KMS endpoint URL for opening the original's envelopes.
+    #[arg(long, env = "ORIGINAL_KMS_ENDPOINT_URL")]
+    pub original_kms_endpoint_url: Option<String>,
+    /// This server's usage time zone: it must be the original's (Asia/Seoul), since the
+    /// aggregates are brought with their buckets.
+    #[arg(long, env = "PROXY_USAGE_TIMEZONE", default_value = "UTC")]
+    pub usage_timezone: chrono_tz::Tz,
+    /// This server's first day of a week: it must be the original's (sunday).
+    #[arg(long, env = "PROXY_USAGE_WEEK_START", default_value = "monday")]
+    pub usage_week_start: chrono::Weekday,
 }
 
 /// `users …`

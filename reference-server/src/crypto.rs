@@ -83,6 +83,12 @@ impl Plaintext {
     }
 }
 
+impl From<String> for Plaintext {
+    fn from(secret: String) -> Self {
+        Self(secret)
+    }
+}
+
 impl std::fmt::Debug for Plaintext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Plaintext(<redacted>)")

@@ -18,6 +18,7 @@ pub mod deadline;
 pub mod demo;
 pub mod entity;
 pub mod error;
+pub mod import;
 pub mod keys;
 pub mod listen;
 pub mod live;

@@ -86,6 +86,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             last_line(&id.to_string())
         }
         Command::Demo { dir } => reference_server::demo::run(&dir).await,
+        Command::ImportOriginal(args) => reference_server::server::import_original(*args).await,
         Command::Keys(KeysCommand::Create { state, user, name }) => {
             let (db, hasher) = open_state(&state).await?;
             let (id, key) = KeyStore::new(db, hasher).issue(user, name).await?;

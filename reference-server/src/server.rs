@@ -71,6 +71,68 @@ async fn open_for_serving(
     Ok(db)
 }
 
+/// `import-original`: see [`crate::import`].
+pub async fn import_original(args: crate::config::ImportArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    if args.usage_timezone != chrono_tz::Asia::Seoul
+        || args.usage_week_start != chrono::Weekday::Sun
+    {
+        anyhow::bail!(
+            "the original's usage buckets are Asia/Seoul days with weeks from Sunday, and its \
+             aggregates are brought as they are: run this server (and this command) with \
+             PROXY_USAGE_TIMEZONE=Asia/Seoul PROXY_USAGE_WEEK_START=sunday (now {} / {})",
+            args.usage_timezone,
+            args.usage_week_start
+        );
+    }
+    let Some(hasher_secret) = args.state.key_hasher_secret.clone() else {
+        anyhow::bail!(
+            "PROXY_KEY_HASHER_SECRET is required: give the original's, so that its access keys \
+             keep working here"
+        );
+    };
+    let from_url = database::connection_url(&args.from, None, None)?;
+    let from = database::connect(&from_url, args.state.database_timeout(), false)
+        .await
+        .map_err(database::connect_error)
+        .context("the original's database (--from)")?;
+    let (to, _) = open_state(&args.state).await?;
+    let vault = vault(&args.state).await?;
+    let original = match &args.original_kms_key_id {
+        Some(key_id) => crate::import::OriginalSealing::Kms(
+            kms(key_id, args.original_kms_endpoint_url.as_deref()).await,
+        ),
+        None => {
+            // The original's rule: its local key, else its hashing secret, else its JWT secret.
+            let given = |secret: &Option<Secret>| {
+                secret
+                    .as_ref()
+                    .map(|secret| secret.expose().to_owned())
+                    .filter(|secret| !secret.is_empty())
+            };
+            let passphrase = given(&args.original_local_encryption_key)
+                .or_else(|| given(&Some(hasher_secret.clone())))
+                .or_else(|| given(&args.original_jwt_secret))
+                .unwrap_or_default();
+            crate::import::OriginalSealing::Local(crate::crypto::LocalKey::from_passphrase(
+                &passphrase,
+            ))
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    crate::import::Import {
+        from: &from,
+        to: &to,
+        original,
+        vault: &vault,
+        dry_run: args.dry_run,
+    }
+    .run(&mut out)
+    .await?;
+    out.flush()?;
+    Ok(())
+}
+
 /// Seeds the mappings and reads both tables once (a failure is logged: the built-in and
 /// configured ones stay in force, and the poller tries again).
 async fn live_start(live: &LiveConfig, defaults: &ModelMapping, configured: &ModelMapping) {
@@ -80,6 +142,22 @@ async fn live_start(live: &LiveConfig, defaults: &ModelMapping, configured: &Mod
     if let Err(error) = live.reload().await {
         tracing::warn!(%error, "model mappings and prices not read: the configured ones stay in force");
     }
+}
+
+/// KMS key `key_id` through the AWS default chain (region, credentials), at
+/// `endpoint_url` when given.
+async fn kms(key_id: &str, endpoint_url: Option<&str>) -> crate::crypto::Kms {
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let mut config = aws_sdk_kms::config::Builder::from(&shared);
+    if let Some(url) = endpoint_url {
+        config = config.endpoint_url(url);
+    }
+    crate::crypto::Kms::new(
+        aws_sdk_kms::Client::from_conf(config.build()),
+        key_id.to_owned(),
+    )
 }
 
 /// What seals and opens access keys' Bedrock API keys: KMS when `--kms-key-id` is set
@@ -95,18 +173,8 @@ pub async fn vault(state: &StateArgs) -> anyhow::Result<crate::crypto::Vault> {
     let kms = match &state.kms_key_id {
         None => None,
         Some(key_id) => {
-            let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .load()
-                .await;
-            let mut config = aws_sdk_kms::config::Builder::from(&shared);
-            if let Some(url) = &state.kms_endpoint_url {
-                config = config.endpoint_url(url);
-            }
             tracing::info!(key = %key_id, "Bedrock credentials sealed with KMS data keys");
-            Some(crate::crypto::Kms::new(
-                aws_sdk_kms::Client::from_conf(config.build()),
-                key_id.clone(),
-            ))
+            Some(kms(key_id, state.kms_endpoint_url.as_deref()).await)
         }
     };
     Ok(crate::crypto::Vault::new(Some(local), kms))

@@ -70,6 +70,20 @@ pub fn moto_url(what: &str) -> Option<String> {
     url
 }
 
+/// A KMS client for moto at `url` (any credentials do).
+pub fn moto_kms(url: &str) -> aws_sdk_kms::Client {
+    aws_sdk_kms::Client::from_conf(
+        aws_sdk_kms::Config::builder()
+            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+            .endpoint_url(url)
+            .region(aws_sdk_kms::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_kms::config::Credentials::new(
+                "testing", "testing", None, None, "moto",
+            ))
+            .build(),
+    )
+}
+
 fn postgres_required() -> bool {
     let set = |name| std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
     set("CI") || set("REQUIRE_POSTGRES")

@@ -234,16 +234,7 @@ async fn a_keys_own_bedrock_sealed_with_a_kms_envelope() {
     let Some(moto) = usage_tests::moto_url("KMS") else {
         return;
     };
-    let kms = aws_sdk_kms::Client::from_conf(
-        aws_sdk_kms::Config::builder()
-            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
-            .endpoint_url(&moto)
-            .region(aws_sdk_kms::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_kms::config::Credentials::new(
-                "testing", "testing", None, None, "moto",
-            ))
-            .build(),
-    );
+    let kms = usage_tests::moto_kms(&moto);
     let created = kms.create_key().send().await.expect("a KMS key at moto");
     let key_id = created.key_metadata().unwrap().key_id().to_owned();
     let sealed = a_keys_own_bedrock_region_and_credential(vec![

@@ -1,7 +1,7 @@
 //! Plan first, Bedrock when Plan is rate limited or failing — decided before any byte
 //! reaches the client, for streams too.
 //!
-//! One function decides where a request goes, [`route`]: from the user's routing,
+//! One function decides where a request goes, `route`: from the user's routing,
 //! whether Bedrock can serve the model, whether Plan is skipped (the key's `retry-after`
 //! cooldown, an open circuit: [`crate::breaker`]), how Plan failed if it was asked, and
 //! the user's Bedrock budget (asked only when Bedrock is next). [`Router::messages`]

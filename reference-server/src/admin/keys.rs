@@ -245,7 +245,8 @@ struct NewCredential {
     #[schema(
         example = "ABSKQmVkcm9ja0FQSUtleS1...",
         min_length = 1,
-        max_length = 4096
+        max_length = 4096,
+        pattern = r"^[!-~]+$"
     )]
     api_key: String,
 }

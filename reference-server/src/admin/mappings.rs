@@ -81,8 +81,7 @@ struct NewMapping {
     /// The model a client asks for: 1 to 128 of `A-Z a-z 0-9 . _ : -`.
     #[schema(
         example = "claude-sonnet-4-5-20250929",
-        min_length = 1,
-        max_length = 128
+        pattern = r"^[A-Za-z0-9._:-]{1,128}$"
     )]
     claude_model: String,
     /// The Bedrock model or inference profile id: 1 to 256 visible characters.

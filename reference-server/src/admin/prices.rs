@@ -192,13 +192,13 @@ struct PriceOverrideList {
 #[serde(deny_unknown_fields)]
 struct NewPriceOverride {
     /// `plan`, `bedrock`, or another provider's name (lowercase, 1 to 32 of `a-z 0-9 _ -`).
-    #[schema(example = "bedrock")]
+    #[schema(example = "bedrock", pattern = r"^[a-z0-9_-]{1,32}$")]
     provider: String,
     /// The region: `global` for Plan (the default there), an AWS region for Bedrock.
-    #[schema(example = "eu-central-1")]
+    #[schema(example = "eu-central-1", pattern = r"^[a-z0-9-]{1,64}$")]
     region: Option<String>,
     /// The model (stored normalised: `claude-sonnet-4-5-20250929` → `claude-sonnet-4-5`).
-    #[schema(example = "claude-sonnet-4-5")]
+    #[schema(example = "claude-sonnet-4-5", pattern = r"^[A-Za-z0-9._:-]{1,128}$")]
     model: String,
     /// The first day (00:00 UTC) these prices apply; default today.
     effective_date: Option<NaiveDate>,

@@ -1,7 +1,9 @@
 //! The workspace's two schemas, each with its own migrations and tracking table, for
 //! Postgres and SQLite:
 //!
-//! * [`Schema::Server`] — the reference server's `users` and `access_keys`
+//! * [`Schema::Server`] — the reference server's `users`, `access_keys` and the tables
+//!   beside them (Bedrock credentials, model mappings, price overrides, console accounts,
+//!   sessions and the audit log)
 //!   ([`ServerMigrator`], tracked in `reference_server_migrations`);
 //! * [`Schema::Usage`] — the usage layer's `token_usage` and `usage_aggregates`
 //!   ([`UsageMigrator`], tracked in `usage_layer_migrations`; it lives in
@@ -33,6 +35,7 @@ pub use usage_layer::store::sea_orm::migration::UsageMigrator;
 
 pub mod m20250101_000001_users_and_keys;
 pub mod m20261202_000002_keys_mappings_prices;
+pub mod m20261202_000003_console;
 
 /// The reference server's migrations, tracked in `reference_server_migrations`.
 #[derive(Clone, Copy, Debug)]
@@ -50,6 +53,12 @@ impl ServerMigrator {
         adopts_with: m20250101_000001_users_and_keys::USERS.0,
         // Each table before those it refers to.
         tables: &[
+            m20261202_000003_console::AUDIT_LOG.0,
+            m20261202_000003_console::AUDIT_LOG.1,
+            m20261202_000003_console::ADMIN_SESSIONS.0,
+            m20261202_000003_console::ADMIN_SESSIONS.1,
+            m20261202_000003_console::ADMINS.0,
+            m20261202_000003_console::ADMINS.1,
             m20261202_000002_keys_mappings_prices::PRICE_OVERRIDES.0,
             m20261202_000002_keys_mappings_prices::PRICE_OVERRIDES.1,
             m20261202_000002_keys_mappings_prices::MODEL_MAPPINGS.0,
@@ -72,6 +81,7 @@ impl MigratorTrait for ServerMigrator {
         vec![
             Box::new(m20250101_000001_users_and_keys::Migration),
             Box::new(m20261202_000002_keys_mappings_prices::Migration),
+            Box::new(m20261202_000003_console::Migration),
         ]
     }
 

@@ -68,6 +68,9 @@ pub enum Command {
     /// Manage access keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage the admin console's accounts.
+    #[command(subcommand)]
+    Admins(AdminsCommand),
     /// Bring an original proxy's database (Alembic revision 006 or 008) into this one:
     /// users, access keys (they keep working with the same PROXY_KEY_HASHER_SECRET),
     /// their Bedrock keys, model mappings, usage rows and aggregates. Idempotent.
@@ -134,6 +137,27 @@ pub enum UsersCommand {
         /// How the user's requests are routed.
         #[arg(long, value_enum, default_value_t = Routing::PlanFirst)]
         routing: Routing,
+    },
+}
+
+/// `admins …`
+#[derive(Debug, Subcommand)]
+pub enum AdminsCommand {
+    /// Create a console account; without `--password-stdin`, prints a generated password
+    /// (shown only this once) as the last line.
+    Create {
+        /// The database and secrets.
+        #[command(flatten)]
+        state: StateArgs,
+        /// The name it logs in with (1 to 64 of a-z A-Z 0-9 . _ @ -).
+        #[arg(long)]
+        name: String,
+        /// `admin` (may change things) or `viewer` (reads only).
+        #[arg(long, value_enum, default_value_t = crate::admins::Role::Admin)]
+        role: crate::admins::Role,
+        /// Read the password (at least 12 characters) from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
     },
 }
 

@@ -6,6 +6,7 @@
 //!   start and graceful stop; [`listen`] — client connections and their limits.
 
 pub mod admin;
+pub mod admins;
 pub mod app;
 pub mod bedrock;
 pub mod breaker;

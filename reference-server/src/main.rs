@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use reference_server::config::{Cli, Command, KeysCommand, LogFormat, UsersCommand};
+use reference_server::config::{AdminsCommand, Cli, Command, KeysCommand, LogFormat, UsersCommand};
 use reference_server::keys::KeyStore;
 use reference_server::server::{open_state, start};
 use reference_server::users;
@@ -84,6 +84,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await?;
             tracing::info!(%id, name, "created user");
             last_line(&id.to_string())
+        }
+        Command::Admins(AdminsCommand::Create {
+            state,
+            name,
+            role,
+            password_stdin,
+        }) => {
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                Some(line.trim_end_matches(['\r', '\n']).to_owned())
+            } else {
+                None
+            };
+            let (db, _) = open_state(&state).await?;
+            let chosen = password
+                .clone()
+                .unwrap_or_else(reference_server::admins::generate_password);
+            let id = reference_server::admins::create(&db, &name, role, &chosen).await?;
+            tracing::info!(%id, name = name.trim(), role = role.as_str(), "created admin");
+            match password {
+                Some(_) => Ok(()),
+                None => {
+                    tracing::info!(
+                        "the generated password follows on stdout; it is shown only once"
+                    );
+                    last_line(&chosen)
+                }
+            }
         }
         Command::Demo { dir } => reference_server::demo::run(&dir).await,
         Command::ImportOriginal(args) => reference_server::server::import_original(*args).await,

@@ -456,8 +456,9 @@ async fn the_single_migrators_databases_are_taken_over() {
     }
 }
 
-/// The server's second migration (descriptions, soft deletion, rotation, per-key Bedrock,
-/// mappings and prices): rolled back and applied again, every value it holds is back.
+/// The server's second and third migrations (descriptions, soft deletion, rotation,
+/// per-key Bedrock, mappings and prices; the console's accounts): rolled back and applied
+/// again, every value they hold is back.
 #[tokio::test]
 async fn the_servers_second_migration_rolls_back_and_forth_keeping_its_data() {
     use reference_server::entity::{
@@ -554,12 +555,32 @@ async fn the_servers_second_migration_rolls_back_and_forth_keeping_its_data() {
         let before = everything().await;
         assert_eq!(before.0, [user], "{}", db.backend);
 
-        ServerMigrator::down(&db.db, Some(1)).await.unwrap();
+        let admin = reference_server::admins::create(
+            &db.db,
+            "ada",
+            reference_server::admins::Role::Viewer,
+            "a long passphrase",
+        )
+        .await
+        .unwrap();
+        // The console's migration and this one, rolled back.
+        ServerMigrator::down(&db.db, Some(2)).await.unwrap();
         assert!(!has_table(&db, "model_mappings").await, "{}", db.backend);
+        assert!(!has_table(&db, "admins").await, "{}", db.backend);
         let names = select(&db, "users", &["id", "name"]).await;
         assert_eq!(names.len(), 1, "{}: the user stays", db.backend);
         ServerMigrator::up(&db.db, None).await.unwrap();
-        assert_eq!(everything().await, before, "{}: down 1, up", db.backend);
+        assert_eq!(everything().await, before, "{}: down 2, up", db.backend);
+        let admins = reference_server::entity::admins::Entity::find()
+            .all(&db.db)
+            .await
+            .unwrap();
+        assert_eq!(
+            admins.iter().map(|a| a.id).collect::<Vec<_>>(),
+            [admin],
+            "{}",
+            db.backend
+        );
         db.close().await;
     }
 }

@@ -668,18 +668,28 @@ impl Import<'_> {
                 "{duplicates} duplicate key-less aggregates (the original's NULL keys) summed into their bucket's row"
             ));
         }
+        // Our bucket keys, read once (keys only), to leave the ones present as they are.
+        let ours: HashSet<(String, DateTime<Utc>, String, String, String)> = {
+            use sea_orm::QuerySelect;
+            usage_aggregates::Entity::find()
+                .select_only()
+                .columns([
+                    usage_aggregates::Column::BucketType,
+                    usage_aggregates::Column::BucketStart,
+                    usage_aggregates::Column::UserId,
+                    usage_aggregates::Column::AccessKeyId,
+                    usage_aggregates::Column::Provider,
+                ])
+                .into_tuple()
+                .all(self.to)
+                .await?
+                .into_iter()
+                .collect()
+        };
         let mut present = 0;
         let mut new = Vec::new();
-        for aggregate in merged.into_values() {
-            let found = usage_aggregates::Entity::find()
-                .filter(usage_aggregates::Column::BucketType.eq(&aggregate.bucket_type))
-                .filter(usage_aggregates::Column::BucketStart.eq(aggregate.bucket_start))
-                .filter(usage_aggregates::Column::UserId.eq(&aggregate.user_id))
-                .filter(usage_aggregates::Column::AccessKeyId.eq(&aggregate.access_key_id))
-                .filter(usage_aggregates::Column::Provider.eq(&aggregate.provider))
-                .one(self.to)
-                .await?;
-            if found.is_some() {
+        for (key, aggregate) in merged {
+            if ours.contains(&key) {
                 present += 1;
             } else {
                 let mut active = usage_aggregates::ActiveModel::from(aggregate);

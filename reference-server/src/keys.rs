@@ -401,11 +401,15 @@ impl KeyStore {
         let Some((key, user)) = found else {
             return Ok(None);
         };
+        // The fingerprint only: the sealed key is read when Bedrock is called.
         let credential = if key.is_active {
+            use sea_orm::QuerySelect;
             bedrock_credentials::Entity::find_by_id(key.id)
+                .select_only()
+                .column(bedrock_credentials::Column::KeyHash)
+                .into_tuple::<String>()
                 .one(&self.db)
                 .await?
-                .map(|credential| credential.key_hash)
         } else {
             None
         };

@@ -249,6 +249,21 @@ impl Proxy {
         format!("http://{}", self.server.as_ref().expect("running").addr)
     }
 
+    /// POSTs a Messages `body` with access key `key` and the headers an Anthropic client
+    /// sends: the status and the whole answer.
+    pub async fn post_as(&self, key: &str, body: &str) -> (StatusCode, Bytes) {
+        send(
+            "POST",
+            format!("{}/ak/{key}/v1/messages", self.origin()),
+            &[
+                ("content-type", "application/json"),
+                ("anthropic-version", "2023-06-01"),
+            ],
+            body,
+        )
+        .await
+    }
+
     /// An admin API call with `token`: the status and the JSON answer (`null` if none).
     pub async fn admin(
         &self,

@@ -8,17 +8,13 @@ use http::StatusCode;
 use reference_server::standins::plan::PlanReply;
 use sea_orm::{Database, EntityTrait};
 use serde_json::Value;
-use usage_tests::proxy::{BEDROCK_API_KEY, Proxy, Setup, send};
+use usage_tests::proxy::{BEDROCK_API_KEY, Proxy, Setup};
 
 const ADMIN_TOKEN: &str = "key-bedrock-admin-token-0123456789";
 const TEAM_KEY: &str = "ABSKdGVhbS1hLWJlZHJvY2sta2V5LTAwMQ==";
 const NEW_TEAM_KEY: &str = "ABSKdGVhbS1hLWJlZHJvY2sta2V5LTAwMg==";
 
 const STREAM: &str = r#"{"model":"claude-sonnet-4-5-20250929","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Hi"}]}"#;
-
-fn base(proxy: &Proxy) -> String {
-    proxy.origin()
-}
 
 async fn admin(proxy: &Proxy, method: &str, path: &str, body: &str) -> (StatusCode, Value) {
     let (status, json) = proxy.admin(ADMIN_TOKEN, method, path, body).await;
@@ -34,16 +30,7 @@ async fn admin(proxy: &Proxy, method: &str, path: &str, body: &str) -> (StatusCo
 /// view of it — the path's region and the bearer token.
 async fn through_bedrock(proxy: &Proxy, key: &str) -> (String, String) {
     let before = proxy.bedrock.request_count();
-    let (status, body) = send(
-        "POST",
-        format!("{}/ak/{key}/v1/messages", base(proxy)),
-        &[
-            ("content-type", "application/json"),
-            ("anthropic-version", "2023-06-01"),
-        ],
-        STREAM,
-    )
-    .await;
+    let (status, body) = proxy.post_as(key, STREAM).await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     let requests = proxy.bedrock.requests();
     assert_eq!(requests.len(), before + 1, "Bedrock served it");

@@ -8,7 +8,7 @@ use http::StatusCode;
 use reference_server::standins::plan::PlanReply;
 use serde_json::{Value, json};
 use usage_tests::TestDb;
-use usage_tests::proxy::{Proxy, Setup, send};
+use usage_tests::proxy::{Proxy, Setup};
 
 const ADMIN_TOKEN: &str = "live-admin-token-0123456789";
 
@@ -36,17 +36,7 @@ async fn admin(proxy: &Proxy, method: &str, path: &str, body: Value) -> (StatusC
 async fn ask(proxy: &Proxy, model: &str) -> StatusCode {
     let body = json!({"model": model, "max_tokens": 64, "stream": true,
         "messages": [{"role": "user", "content": "Hi"}]});
-    let (status, _) = send(
-        "POST",
-        proxy.url("/v1/messages"),
-        &[
-            ("content-type", "application/json"),
-            ("anthropic-version", "2023-06-01"),
-        ],
-        &body.to_string(),
-    )
-    .await;
-    status
+    proxy.post_as(&proxy.key, &body.to_string()).await.0
 }
 
 /// Waits (60 s at most, so a busy machine cannot fail it) until `done`.

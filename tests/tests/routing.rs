@@ -29,17 +29,7 @@ async fn admin(proxy: &Proxy, method: &str, path: &str, body: &str) -> (StatusCo
 
 /// POSTs a stream request with `key`; the status.
 async fn post_with(proxy: &Proxy, key: &str) -> StatusCode {
-    let (status, _) = send(
-        "POST",
-        format!("{}/ak/{key}/v1/messages", base(proxy)),
-        &[
-            ("content-type", "application/json"),
-            ("anthropic-version", "2023-06-01"),
-        ],
-        STREAM,
-    )
-    .await;
-    status
+    proxy.post_as(key, STREAM).await.0
 }
 
 #[tokio::test]

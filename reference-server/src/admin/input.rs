@@ -85,8 +85,9 @@ pub(super) fn parse_name(name: &str) -> Result<String, AdminError> {
 
 /// A description without surrounding spaces; empty is none. Line breaks and tabs are
 /// fine here, other control characters (NUL first) are not.
-pub(super) fn parse_description(text: &str) -> Result<Option<String>, AdminError> {
-    let text = text.trim();
+/// `None` (absent or `null`) is none as well.
+pub(super) fn parse_description(text: Option<&str>) -> Result<Option<String>, AdminError> {
+    let text = text.unwrap_or_default().trim();
     if text.chars().count() > MAX_DESCRIPTION_CHARS {
         return Err(AdminError::bad(
             "description",

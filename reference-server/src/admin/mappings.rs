@@ -225,12 +225,7 @@ async fn create_mapping(
 ) -> Result<(StatusCode, Json<Mapping>), AdminError> {
     let claude_model = parse_model("claude_model", &new.claude_model)?;
     let bedrock_model = parse_bedrock_model(&new.bedrock_model)?;
-    let description = new
-        .description
-        .as_deref()
-        .map(parse_description)
-        .transpose()?
-        .flatten();
+    let description = parse_description(new.description.as_deref())?;
     ensure_unmapped(&state, &claude_model, None).await?;
     let now = Utc::now();
     let row = model_mappings::Entity::insert(model_mappings::ActiveModel {
@@ -302,12 +297,7 @@ async fn update_mapping(
         .transpose()?;
     let description = changes
         .description
-        .map(|text| {
-            text.as_deref()
-                .map(parse_description)
-                .transpose()
-                .map(Option::flatten)
-        })
+        .map(|text| parse_description(text.as_deref()))
         .transpose()?;
     let row = find_mapping(&state, id).await?;
     if let Some(model) = &claude_model {

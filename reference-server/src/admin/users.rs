@@ -305,12 +305,7 @@ async fn create_user(
     JsonBody(new): JsonBody<NewUser>,
 ) -> Result<(StatusCode, Json<User>), AdminError> {
     let name = parse_name(&new.name)?;
-    let description = new
-        .description
-        .as_deref()
-        .map(parse_description)
-        .transpose()?
-        .flatten();
+    let description = parse_description(new.description.as_deref())?;
     let budget = parse_usd(
         "monthly_budget_usd",
         new.monthly_budget_usd.as_ref().unwrap_or(&Value::Null),
@@ -415,12 +410,7 @@ async fn update_user(
     let name = changes.name.as_deref().map(parse_name).transpose()?;
     let description = changes
         .description
-        .map(|text| {
-            text.as_deref()
-                .map(parse_description)
-                .transpose()
-                .map(Option::flatten)
-        })
+        .map(|text| parse_description(text.as_deref()))
         .transpose()?;
     let budget = changes
         .monthly_budget_usd

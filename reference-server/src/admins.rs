@@ -136,6 +136,32 @@ pub async fn create(
     Ok(id)
 }
 
+/// Makes the account `name` with `role` and `password`, or gives the existing one that
+/// password and role (and enables it).
+pub async fn set_password(
+    db: &DatabaseConnection,
+    name: &str,
+    role: Role,
+    password: &str,
+) -> Result<(), AdminError> {
+    let existing = admins::Entity::find()
+        .filter(admins::Column::Name.eq(name.trim()))
+        .one(db)
+        .await?;
+    let Some(existing) = existing else {
+        return create(db, name, role, password).await.map(drop);
+    };
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(AdminError::ShortPassword);
+    }
+    let mut account: admins::ActiveModel = existing.into();
+    account.password_hash = Set(hash_password(password)?);
+    account.role = Set(role.as_str().to_owned());
+    account.disabled_at = Set(None);
+    sea_orm::ActiveModelTrait::update(account, db).await?;
+    Ok(())
+}
+
 /// The enabled account `name` if `password` is its password. An unknown name costs a
 /// hash verification too, so the answer's time does not tell which names exist.
 pub async fn verify(

@@ -103,6 +103,10 @@ pub struct AppState {
     pub key_rotation_grace: std::time::Duration,
     /// Access keys' own Bedrock credentials.
     pub credentials: crate::credentials::Credentials,
+    /// The console's logins and sessions.
+    pub sessions: Arc<crate::sessions::Sessions>,
+    /// Origins allowed to call the admin API from a browser (CORS); empty: none.
+    pub cors_allowed_origins: Vec<http::HeaderValue>,
 }
 
 /// `/ak/{key}/rest` ⇒ `/ak/<redacted>/rest`: the key never reaches a log line.
@@ -171,6 +175,7 @@ where
     Routes::new()
         .merge(authenticated)
         .merge(crate::admin::routes(state.clone()))
+        .merge(crate::console::routes(state.clone()))
         .merge(crate::metrics::routes(&state))
         .route("/", get(probe).head(probe))
         .route("/ak/{key}", get(probe).head(probe))
@@ -352,7 +357,7 @@ async fn probe() -> StatusCode {
 /// `200` while the server serves. `degraded` (with the reasons) while the database does
 /// not answer or is not migrated yet, while usage waits in the spool or has been lost, or
 /// while the usage queue is deep or its oldest record old; the writer's backlog with it.
-async fn health(State(state): State<Arc<AppState>>) -> axum::Json<serde_json::Value> {
+pub(crate) async fn health(State(state): State<Arc<AppState>>) -> axum::Json<serde_json::Value> {
     let usage = state.usage_writer.stats();
     let lost = usage.failed + usage.dropped;
     let oldest_age_secs = usage

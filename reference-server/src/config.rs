@@ -80,6 +80,13 @@ pub enum Command {
         /// Where the demo's database and secrets go.
         #[arg(long, default_value = "reference-server-demo")]
         dir: PathBuf,
+        /// Keep the server running afterwards, with the admin console open: prints its
+        /// URL and a one-time password for the account `admin`; Ctrl-C stops it.
+        #[arg(long)]
+        serve: bool,
+        /// Where the demo's server listens (with `--serve`; otherwise a free port).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: SocketAddr,
     },
 }
 
@@ -441,6 +448,25 @@ pub struct ServeArgs {
         default_value_t = 300
     )]
     pub key_rotation_grace_secs: u64,
+    /// Seconds a console session lasts from login.
+    #[arg(
+        long = "console-session-ttl",
+        env = "PROXY_CONSOLE_SESSION_TTL",
+        default_value_t = 12 * 3600
+    )]
+    pub console_session_ttl_secs: u64,
+    /// Failed console logins allowed per account name and client address in 15 minutes
+    /// (four times as many per address, whatever the names).
+    #[arg(long, env = "PROXY_CONSOLE_LOGIN_ATTEMPTS", default_value_t = 5)]
+    pub console_login_attempts: usize,
+    /// When the console's session cookie is `Secure`: `auto` (when the proxy in front
+    /// says `X-Forwarded-Proto: https`), `always` or `never`.
+    #[arg(long, env = "PROXY_CONSOLE_SECURE_COOKIE", value_enum, default_value_t)]
+    pub console_secure_cookie: crate::sessions::SecureCookie,
+    /// Origins (`https://dash.example.com`, comma-separated) whose pages may call the
+    /// admin API from a browser with the bearer token (CORS). None by default.
+    #[arg(long, env = "PROXY_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub cors_allowed_origins: Vec<String>,
     /// The largest request body accepted, in bytes.
     #[arg(long, env = "PROXY_MAX_REQUEST_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_request_bytes: usize,
@@ -535,6 +561,41 @@ impl ServeArgs {
             window: Duration::from_secs(self.breaker_window_secs.max(1)),
             open_for: Duration::from_secs(self.breaker_open_secs),
         }
+    }
+
+    /// The console's session settings.
+    pub fn session_config(&self) -> crate::sessions::SessionConfig {
+        crate::sessions::SessionConfig {
+            ttl: Duration::from_secs(self.console_session_ttl_secs.max(60)),
+            attempts_per_name: self.console_login_attempts.max(1),
+            attempts_per_address: self.console_login_attempts.max(1) * 4,
+            secure: self.console_secure_cookie,
+            ..crate::sessions::SessionConfig::default()
+        }
+    }
+
+    /// The CORS origins, checked: each is `scheme://host[:port]` and nothing more.
+    pub fn cors_origins(&self) -> anyhow::Result<Vec<http::HeaderValue>> {
+        self.cors_allowed_origins
+            .iter()
+            .map(|origin| origin.trim())
+            .filter(|origin| !origin.is_empty())
+            .map(|origin| {
+                let parsed = url::Url::parse(origin).ok().filter(|url| {
+                    matches!(url.scheme(), "http" | "https")
+                        && url.host().is_some()
+                        && url.path() == "/"
+                        && url.query().is_none()
+                        && !origin.ends_with('/')
+                });
+                match parsed {
+                    Some(_) => Ok(http::HeaderValue::from_str(origin)?),
+                    None => anyhow::bail!(
+                        "PROXY_CORS_ALLOWED_ORIGINS: {origin:?} is not an origin (scheme://host[:port], no path)"
+                    ),
+                }
+            })
+            .collect()
     }
 
     /// The longest cooldown.

@@ -41,8 +41,9 @@ const PLAN_STREAM: &str = concat!(
 
 const REQUEST: &str = r#"{"model":"claude-sonnet-4-5-20250929","max_tokens":1024,"stream":true,"messages":[{"role":"user","content":"Hello"}]}"#;
 
-/// Runs the demo with its state (database, secrets) in `dir`.
-pub async fn run(dir: &Path) -> anyhow::Result<()> {
+/// Runs the demo with its state (database, secrets) in `dir`; with `serve`, the server
+/// stays up on that address afterwards, console open, until Ctrl-C.
+pub async fn run(dir: &Path, keep_serving: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let plan = PlanStandIn::start(PlanReply::Stream(Bytes::from_static(
         PLAN_STREAM.as_bytes(),
@@ -66,7 +67,10 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         "serve".to_owned(),
         format!("--database-url={database_url}"),
         format!("--state-dir={}", dir.display()),
-        "--bind=127.0.0.1:0".to_owned(),
+        format!(
+            "--bind={}",
+            keep_serving.map_or_else(|| "127.0.0.1:0".to_owned(), |addr| addr.to_string())
+        ),
         format!("--plan-api-url={}", plan.url()),
         format!("--bedrock-endpoint-url={}", bedrock.endpoint_url()),
         "--bedrock-api-key=demo-only-not-a-real-key".to_owned(),
@@ -105,7 +109,14 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         let body = response.into_body().collect().await?.to_bytes();
         writeln!(out, "{step}: HTTP {status}, {} bytes of SSE", body.len())?;
     }
-    server.stop().await?;
+    let server = if keep_serving.is_some() {
+        // The records reach the database within the writer's flush interval.
+        wait_for_rows(&db, &user.to_string(), 3).await;
+        Some(server)
+    } else {
+        server.stop().await?;
+        None
+    };
 
     writeln!(
         out,
@@ -136,5 +147,43 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
             row.fallback_reason.as_deref().unwrap_or("-"),
         )?;
     }
+    let Some(server) = server else {
+        return Ok(());
+    };
+    let password = crate::admins::generate_password();
+    crate::admins::set_password(&db, DEMO_ADMIN, crate::admins::Role::Admin, &password).await?;
+    writeln!(
+        out,
+        "\nthe admin console: http://{}/console/\n  name:     {DEMO_ADMIN}\n  password: {password}  (new at every run)\n\
+         the proxy, for Claude Code: ANTHROPIC_BASE_URL=http://{}/ak/{}\n\
+         Ctrl-C stops the server.",
+        server.addr,
+        server.addr,
+        key.expose(),
+    )?;
+    out.flush()?;
+    drop(out);
+    tokio::signal::ctrl_c().await?;
+    server.stop().await?;
+    drop((plan, bedrock));
     Ok(())
+}
+
+/// The console account the demo makes.
+const DEMO_ADMIN: &str = "admin";
+
+/// Waits (a few seconds at most) until `user` has `rows` usage rows.
+async fn wait_for_rows(db: &sea_orm::DatabaseConnection, user: &str, rows: u64) {
+    use sea_orm::PaginatorTrait;
+    for _ in 0..100 {
+        let written = token_usage::Entity::find()
+            .filter(token_usage::Column::UserId.eq(user))
+            .count(db)
+            .await
+            .unwrap_or_default();
+        if written >= rows {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

@@ -194,6 +194,7 @@ pub async fn serve(
         }
         let connection = connection(
             stream,
+            peer,
             app.clone(),
             Arc::clone(&builder),
             limits.header_timeout,
@@ -230,10 +231,11 @@ pub async fn serve(
     connections.shutdown().await;
 }
 
-/// One connection: its first byte within `header_timeout`, then hyper, watched for
-/// graceful shutdown.
+/// One connection from `peer`: its first byte within `header_timeout`, then hyper,
+/// watched for graceful shutdown.
 async fn connection(
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     app: axum::Router,
     builder: Arc<Builder<TokioExecutor>>,
     header_timeout: Duration,
@@ -246,6 +248,15 @@ async fn connection(
         // Closed, failed, or silent for the whole timeout.
         _ => return,
     }
+    // The client's address, for whoever asks (`ConnectInfo`: the console's login limit).
+    let app = tower::ServiceBuilder::new()
+        .map_request(move |mut request: http::Request<hyper::body::Incoming>| {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            request
+        })
+        .service(app);
     let service = TowerToHyperService::new(app);
     let served = watcher
         .watch(

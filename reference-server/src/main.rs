@@ -114,7 +114,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Demo { dir } => reference_server::demo::run(&dir).await,
+        Command::Demo { dir, serve, bind } => {
+            reference_server::demo::run(&dir, serve.then_some(bind)).await
+        }
         Command::ImportOriginal(args) => reference_server::server::import_original(*args).await,
         Command::Keys(KeysCommand::Create { state, user, name }) => {
             let (db, hasher) = open_state(&state).await?;

@@ -403,6 +403,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
     let connections = Arc::new(ConnectionStats::default());
     // Cancelled at the shutdown deadline: the streams still open are cut.
     let cut = CancellationToken::new();
+    let db_for_sessions = db.clone();
     let state = Arc::new(AppState {
         keys: keys.clone(),
         router,
@@ -418,6 +419,11 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         connections: Arc::clone(&connections),
         key_rotation_grace: Duration::from_secs(args.key_rotation_grace_secs),
         credentials,
+        sessions: Arc::new(crate::sessions::Sessions::new(
+            db_for_sessions,
+            args.session_config(),
+        )),
+        cors_allowed_origins: args.cors_origins()?,
         upstream_bodies: UpstreamBodies {
             idle_timeout: args.upstream_idle_timeout(),
             shutdown: cut.clone(),

@@ -351,6 +351,17 @@ pub async fn send(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (StatusCode, Bytes) {
+    let (status, _, body) = exchange(method, url, headers, body).await;
+    (status, body)
+}
+
+/// Sends `method url` with `headers` and `body`: the status, headers and whole answer.
+pub async fn exchange(
+    method: &str,
+    url: impl AsRef<str>,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (StatusCode, http::HeaderMap, Bytes) {
     let mut request = Request::builder().method(method).uri(url.as_ref());
     for (name, value) in headers {
         request = request.header(*name, *value);
@@ -363,14 +374,9 @@ pub async fn send(
         )
         .await
         .expect("response");
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, body)
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    (parts.status, parts.headers, body)
 }
 
 /// A plain HTTP/1 client.

@@ -1,14 +1,17 @@
 //! The admin API under `/admin`: usage by provider, users, keys, budgets, prices — behind
-//! `Authorization: Bearer <admin token>`, described by the OpenAPI document it serves at
+//! `Authorization: Bearer <admin token>` (or a console session: see [`crate::sessions`]),
+//! described by the OpenAPI document it serves at
 //! `GET /admin/openapi.json` (generated from these handlers).
 //!
 //! Errors are `{"detail": "…"}` (the original system's shape) with 400 for bad input (the
 //! message names the parameter), 401 without the token, 404 for unknown ids.
 
+mod audit;
 mod input;
 mod keys;
 mod mappings;
 mod prices;
+mod requests;
 mod usage;
 mod users;
 
@@ -173,20 +176,46 @@ fn api() -> OpenApiRouter<Arc<AppState>> {
         .merge(keys::routes())
         .merge(prices::routes())
         .merge(mappings::routes())
+        .merge(audit::routes())
+        .merge(requests::routes())
 }
 
 /// `/admin/…`: the admin routes behind the token, and the OpenAPI document.
 pub fn routes(state: Arc<AppState>) -> axum::Router<Arc<AppState>> {
     let (router, api) = api().split_for_parts();
     let document = Arc::new(api);
-    let protected = router.route_layer(middleware::from_fn_with_state(state, require_token));
-    protected.route(
+    let cors = cors(&state.cors_allowed_origins);
+    let protected = router.route_layer(middleware::from_fn_with_state(state, authenticate));
+    let routes = protected.route(
         "/admin/openapi.json",
         axum::routing::get(move || {
             let document = document.clone();
             async move { Json(document.as_ref().clone()) }
         }),
-    )
+    );
+    match cors {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    }
+}
+
+/// CORS for `origins` (none: no CORS headers at all). Cross-origin callers use the bearer
+/// token: cookies are not sent cross-site (`SameSite=Strict`), nor allowed here.
+fn cors(origins: &[http::HeaderValue]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    (!origins.is_empty()).then(|| {
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+            .allow_methods([
+                http::Method::GET,
+                http::Method::POST,
+                http::Method::PUT,
+                http::Method::PATCH,
+                http::Method::DELETE,
+            ])
+            .allow_headers([http::header::AUTHORIZATION, http::header::CONTENT_TYPE])
+            .max_age(std::time::Duration::from_secs(600))
+    })
 }
 
 /// The OpenAPI document of the admin API (for tooling and tests).
@@ -194,31 +223,160 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api().split_for_parts().1
 }
 
-/// `Authorization: Bearer <admin token>`, compared in constant time.
-async fn require_token(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let presented = request
-        .headers()
+/// Who makes an admin request.
+#[derive(Clone, Debug)]
+pub enum Actor {
+    /// The bearer admin token (may do everything).
+    Token,
+    /// A console session.
+    Console(crate::sessions::Session),
+}
+
+impl Actor {
+    /// How the audit log names it.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Token => "token".to_owned(),
+            Self::Console(session) => format!("admin:{}", session.name),
+        }
+    }
+
+    /// Whether it may change things.
+    pub fn may_change(&self) -> bool {
+        match self {
+            Self::Token => true,
+            Self::Console(session) => session.role == crate::admins::Role::Admin,
+        }
+    }
+}
+
+/// Whether a request changes something (everything but reads).
+pub fn is_change(method: &http::Method) -> bool {
+    !matches!(
+        *method,
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    )
+}
+
+fn refuse(status: StatusCode, detail: &str) -> Response {
+    let mut response = (
+        status,
+        Json(ErrorBody {
+            detail: detail.to_owned(),
+            parameter: None,
+        }),
+    )
+        .into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer"),
+        );
+    }
+    response
+}
+
+/// Whether the bearer token presented is the admin token (compared in constant time).
+fn bearer_matches(state: &AppState, headers: &http::HeaderMap) -> bool {
+    let presented = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .unwrap_or_default();
     let expected = state.admin_token.expose();
     let matches: bool = presented.as_bytes().ct_eq(expected.as_bytes()).into();
-    if matches && !expected.is_empty() {
-        next.run(request).await
+    matches && !expected.is_empty()
+}
+
+/// Whether a change carried by a session comes from the console's own pages: the
+/// session's CSRF token in `X-CSRF-Token`, and no foreign `Origin`.
+fn same_site_change(headers: &http::HeaderMap, session: &crate::sessions::Session) -> bool {
+    let token = headers
+        .get("x-csrf-token")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let token_matches: bool = token.as_bytes().ct_eq(session.csrf_token.as_bytes()).into();
+    let origin_matches = match headers.get(http::header::ORIGIN) {
+        None => true,
+        Some(origin) => {
+            let host = headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok());
+            let origin_host = origin
+                .to_str()
+                .ok()
+                .and_then(|origin| url::Url::parse(origin).ok())
+                .map(|url| match url.port() {
+                    Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+                    None => url.host_str().unwrap_or_default().to_owned(),
+                });
+            host.is_some() && origin_host.as_deref() == host
+        }
+    };
+    token_matches && origin_matches
+}
+
+/// Who is asking: `Authorization: Bearer <admin token>`, or a console session's cookie —
+/// whose changes must carry its CSRF token, and only an `admin` account's changes are
+/// accepted. Every change is written to the audit log with its answer's status.
+async fn authenticate(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let change = is_change(request.method());
+    let (actor, refused) = if bearer_matches(&state, request.headers()) {
+        (Actor::Token, None)
     } else {
-        (
-            StatusCode::UNAUTHORIZED,
-            [(http::header::WWW_AUTHENTICATE, "Bearer")],
-            Json(ErrorBody {
-                detail: "admin token required: Authorization: Bearer <token>".to_owned(),
-                parameter: None,
-            }),
+        match state.sessions.current(request.headers()).await {
+            Ok(Some(session)) => {
+                let refused = if change && !same_site_change(request.headers(), &session) {
+                    Some("a change from a console session needs its CSRF token in X-CSRF-Token")
+                } else if change && !Actor::Console(session.clone()).may_change() {
+                    Some("this console account is a viewer: it cannot change anything")
+                } else {
+                    None
+                };
+                (Actor::Console(session), refused)
+            }
+            Ok(None) => {
+                return refuse(
+                    StatusCode::UNAUTHORIZED,
+                    "admin token required: Authorization: Bearer <token> (or a console session)",
+                );
+            }
+            Err(error) => return AdminError::from(error).into_response(),
+        }
+    };
+    let action = format!(
+        "{} {}",
+        request.method(),
+        request
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .map_or_else(|| request.uri().path(), |path| path.as_str())
+    );
+    let target = request.uri().path().to_owned();
+    let response = match refused {
+        Some(why) => refuse(StatusCode::FORBIDDEN, why),
+        None => {
+            request.extensions_mut().insert(actor.clone());
+            next.run(request).await
+        }
+    };
+    // Changes, and refused attempts at one, are audited.
+    if change {
+        crate::audit::record(
+            &state.db,
+            crate::audit::Entry {
+                actor: &actor.label(),
+                action: &action,
+                target: Some(&target),
+                status: response.status().as_u16(),
+                detail: refused,
+            },
         )
-            .into_response()
+        .await;
     }
+    response
 }

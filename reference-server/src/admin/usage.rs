@@ -66,15 +66,15 @@ pub(super) struct UsageParams {
 }
 
 /// A validated usage query.
-struct UsageQuery {
-    range: BucketRange,
-    filter: UsageFilter,
+pub(super) struct UsageQuery {
+    pub(super) range: BucketRange,
+    pub(super) filter: UsageFilter,
     limit: u64,
     /// Buckets in the range.
     buckets: usize,
 }
 
-fn parse<T: FromStr>(
+pub(super) fn parse<T: FromStr>(
     parameter: &'static str,
     value: Option<&str>,
     what: &str,
@@ -90,7 +90,7 @@ fn parse<T: FromStr>(
 }
 
 impl UsageParams {
-    fn validate(&self, buckets: &Buckets) -> Result<UsageQuery, AdminError> {
+    pub(super) fn validate(&self, buckets: &Buckets) -> Result<UsageQuery, AdminError> {
         let kind =
             match self.bucket_type.as_deref() {
                 None => BucketType::Hour,
@@ -234,7 +234,10 @@ fn supported(parameter: &'static str, date: NaiveDate) -> Result<(), AdminError>
     }
 }
 
-fn parse_time(parameter: &'static str, value: &str) -> Result<DateTime<Utc>, AdminError> {
+pub(super) fn parse_time(
+    parameter: &'static str,
+    value: &str,
+) -> Result<DateTime<Utc>, AdminError> {
     DateTime::parse_from_rfc3339(value.trim())
         .map(|time| time.with_timezone(&Utc))
         .map_err(|_| AdminError::bad(parameter, format!("not an RFC 3339 time: {value:?}")))
@@ -327,7 +330,7 @@ pub(super) struct RangeJson {
 }
 
 impl RangeJson {
-    fn of(query: &UsageQuery) -> Self {
+    pub(super) fn of(query: &UsageQuery) -> Self {
         Self {
             bucket_type: query.range.kind().as_str().to_owned(),
             provider: query

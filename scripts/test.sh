@@ -62,6 +62,14 @@ step "Node: the official Anthropic TypeScript SDK (npm ci, from the lockfile)"
 command -v node >/dev/null || { echo "ERROR: node is required for the TypeScript SDK tests" >&2; exit 1; }
 npm ci --prefix tests/sdk/node --no-audit --no-fund --loglevel=error
 (cd tests/sdk/node && node -e 'import("@anthropic-ai/sdk/version").then((m) => console.log("@anthropic-ai/sdk (TypeScript SDK)", m.VERSION))')
+step "Browser: Debian's Chromium, playwright-core and axe-core (npm ci) for the console's tests"
+# Debian's chromium (a test tool's own browser download cannot work here).
+if [ ! -x /usr/bin/chromium ]; then
+  command -v apt-get >/dev/null || { echo "ERROR: /usr/bin/chromium is required for the console's browser tests" >&2; exit 1; }
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+/usr/bin/chromium --headless --no-sandbox --version
+npm ci --prefix tests/console --no-audit --no-fund --loglevel=error
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 # moto server: a real CloudWatch API on loopback for the CloudWatch store's tests.
 moto_port=$(free_port)

@@ -30,6 +30,14 @@ impl Line {
         }
     }
 
+    /// The values times `factor` (money in a unit of [`money_unit`]).
+    pub(crate) fn scaled(mut self, factor: f64) -> Self {
+        for value in &mut self.values {
+            *value *= factor;
+        }
+        self
+    }
+
     /// Running totals instead of per-bucket values.
     pub(crate) fn cumulative(mut self) -> Self {
         let mut sum = 0.0;
@@ -46,6 +54,23 @@ impl Line {
         let values: Vec<f32> = self.values.iter().map(|value| *value as f32).collect();
         (self.name.as_str(), values).into()
     }
+}
+
+/// A unit for amounts of money up to `max` USD, and its factor: the axis labels have one
+/// decimal, so small amounts are drawn in cents or micro-USD rather than as rows of zeros.
+pub(crate) fn money_unit(max: f64) -> (&'static str, f64) {
+    [("USD", 1.0), ("US cents", 100.0), ("micro-USD", 1e6)]
+        .into_iter()
+        .find(|(_, factor)| max * factor >= 10.0)
+        .unwrap_or(("micro-USD", 1e6))
+}
+
+/// The largest value of any line.
+pub(crate) fn max(lines: &[Line]) -> f64 {
+    lines
+        .iter()
+        .flat_map(|line| line.values.iter().copied())
+        .fold(0.0, f64::max)
 }
 
 fn finish<E: std::fmt::Display>(svg: Result<String, E>) -> String {

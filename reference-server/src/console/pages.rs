@@ -223,33 +223,27 @@ fn range_form(params: &RangeParams, default: &'static str, users: Option<&[Value
                         (label)
                     }
                 }
-                label { "From " input type="date" name="start_date" value=[params.start_date.as_deref()]; }
-                label { "to " input type="date" name="end_date" value=[params.end_date.as_deref()]; }
+                label for="f-start" { "From" } input id="f-start" type="date" name="start_date" value=[params.start_date.as_deref()];
+                label for="f-end" { "to" } input id="f-end" type="date" name="end_date" value=[params.end_date.as_deref()];
             }
             @if let Some(users) = users {
-                label {
-                    "User "
-                    select name="user_id" {
+                label for="f-user" { "User" }
+                select id="f-user" name="user_id" {
                         option value="" { "All users" }
                         @for user in users {
                             option value=(text(user, "id")) selected[params.user_id.as_deref() == Some(text(user, "id"))] { (text(user, "name")) }
                         }
-                    }
                 }
-                label {
-                    "Provider "
-                    select name="provider" {
+                label for="f-provider" { "Provider" }
+                select id="f-provider" name="provider" {
                         @for (value, label) in [("both", "Plan and Bedrock"), ("plan", "Plan"), ("bedrock", "Bedrock")] {
                             option value=(value) selected[provider == value] { (label) }
                         }
-                    }
                 }
-                label {
-                    "Charts "
-                    select name="view" {
+                label for="f-view" { "Charts" }
+                select id="f-view" name="view" {
                         option value="period" selected[!params.cumulative()] { "Per bucket" }
                         option value="cumulative" selected[params.cumulative()] { "Cumulative" }
-                    }
                 }
             }
             button type="submit" { "Show" }
@@ -313,12 +307,8 @@ fn cards(usage: &ProviderUsage) -> Markup {
             }
         },
     );
-    let per = |value: Decimal| {
-        if requests == 0 {
-            "—".to_owned()
-        } else {
-            (value / Decimal::from(requests)).round_dp(6).to_string()
-        }
+    let per = |value: Decimal, places: u32| {
+        (requests != 0).then(|| (value / Decimal::from(requests)).round_dp(places))
     };
     let p = usage.id;
     html! {
@@ -332,8 +322,8 @@ fn cards(usage: &ProviderUsage) -> Markup {
                 (card(&format!("{p}.output_tokens"), "Output tokens", count(int(u, "total_output_tokens")), None))
                 (card(&format!("{p}.cache_read_tokens"), "Cache read tokens", count(int(u, "total_cache_read_tokens")), None))
                 (card(&format!("{p}.cache_write_tokens"), "Cache write tokens", count(int(u, "total_cache_write_tokens")), None))
-                (card(&format!("{p}.tokens_per_request"), "Tokens per request", per(Decimal::from(tokens)), None))
-                (card(&format!("{p}.cost_per_request"), "Cost per request", per(cost).to_string(), None))
+                (card(&format!("{p}.tokens_per_request"), "Tokens per request", per(Decimal::from(tokens), 0).map_or_else(|| "—".to_owned(), |n| count(rust_decimal::prelude::ToPrimitive::to_i64(&n).unwrap_or_default())), None))
+                (card(&format!("{p}.cost_per_request"), "Cost per request", per(cost, 6).map_or_else(|| "—".to_owned(), dollars), None))
                 (card(&format!("{p}.active_users"), "Active users", count(users.len() as i64), None))
                 (card(&format!("{p}.top_user_share"), "Top user's share", top_share, None))
             }
@@ -453,13 +443,7 @@ pub(crate) async fn dashboard(
         (
             "cost",
             "Cost over time",
-            charts::lines(
-                theme,
-                "Estimated cost (USD)",
-                x.clone(),
-                &series("estimated_cost_usd", "cost", true),
-                "",
-            ),
+            cost_chart(theme, x.clone(), series("estimated_cost_usd", "cost", true)),
         ),
         (
             "requests",
@@ -490,6 +474,8 @@ pub(crate) async fn dashboard(
                 .map(|m| to_f64(dec(m, "total_cost_usd")))
                 .collect(),
         );
+        let (unit, factor) = charts::money_unit(charts::max(std::slice::from_ref(&costs)));
+        let costs = costs.scaled(factor);
         figures.push((
             if usage.id == "plan" {
                 "plan-models"
@@ -503,12 +489,12 @@ pub(crate) async fn dashboard(
             },
             charts::ranking(
                 theme,
-                &format!("{} model mix (USD)", usage.name),
+                &format!("{} model mix ({unit})", usage.name),
                 labels,
                 &costs,
             ),
         ));
-        let top_lines: Vec<Line> = list(&usage.series, "users")
+        let top_lines: Vec<Line> = list(&usage.series, "series")
             .iter()
             .map(|u| {
                 let name = u.get("name").and_then(Value::as_str).unwrap_or("(no user)");
@@ -574,6 +560,13 @@ pub(crate) async fn dashboard(
         }
     };
     Ok(page.render("/console/", "Dashboard", body))
+}
+
+/// Cost over time, in a unit that suits the amounts.
+fn cost_chart(theme: super::Theme, x: Vec<String>, lines: Vec<Line>) -> String {
+    let (unit, factor) = charts::money_unit(charts::max(&lines));
+    let lines: Vec<Line> = lines.into_iter().map(|line| line.scaled(factor)).collect();
+    charts::lines(theme, &format!("Estimated cost ({unit})"), x, &lines, "")
 }
 
 fn outcomes_section(outcomes: &Value) -> Markup {
@@ -770,24 +763,31 @@ pub(crate) async fn requests(
     let selected = |value: &Option<String>, option: &str| value.as_deref() == Some(option);
     let body = html! {
         form class="filters" method="get" {
-            label { "User " select name="user_id" {
+            label for="r-user" { "User" }
+            select id="r-user" name="user_id" {
                 option value="" { "All" }
                 @for user in list(&users, "users") {
                     option value=(text(user, "id")) selected[selected(&filters.user_id, text(user, "id"))] { (text(user, "name")) }
                 }
-            } }
-            label { "Key id " input name="access_key_id" value=(opt(&filters.access_key_id)) size="14"; }
-            label { "Provider " select name="provider" {
+            }
+            label for="r-key" { "Key id" }
+            input id="r-key" name="access_key_id" value=(opt(&filters.access_key_id)) size="14";
+            label for="r-provider" { "Provider" }
+            select id="r-provider" name="provider" {
                 option value="" { "All" }
                 @for (id, name) in PROVIDERS { option value=(id) selected[selected(&filters.provider, id)] { (name) } }
-            } }
-            label { "Model " input name="model" value=(opt(&filters.model)) size="18"; }
-            label { "Outcome " select name="outcome" {
+            }
+            label for="r-model" { "Model" }
+            input id="r-model" name="model" value=(opt(&filters.model)) size="18";
+            label for="r-outcome" { "Outcome" }
+            select id="r-outcome" name="outcome" {
                 option value="" { "All" }
                 @for outcome in OUTCOMES { option value=(outcome) selected[selected(&filters.outcome, outcome)] { (outcome) } }
-            } }
-            label { "From " input type="date" name="start_date" value=(opt(&filters.start_date)); }
-            label { "to " input type="date" name="end_date" value=(opt(&filters.end_date)); }
+            }
+            label for="r-start" { "From" }
+            input id="r-start" type="date" name="start_date" value=(opt(&filters.start_date));
+            label for="r-end" { "to" }
+            input id="r-end" type="date" name="end_date" value=(opt(&filters.end_date));
             button type="submit" { "Filter" }
         }
         table class="requests" {
@@ -1243,7 +1243,8 @@ pub(crate) async fn audit(
         .flatten();
     let body = html! {
         form class="filters" method="get" {
-            label { "Actor " input name="actor" value=(actor) placeholder="admin:alice, token"; }
+            label for="a-actor" { "Actor" }
+            input id="a-actor" name="actor" value=(actor) placeholder="admin:alice, token";
             button type="submit" { "Filter" }
         }
         table {

@@ -651,6 +651,11 @@ impl Import<'_> {
                     total_cache_read_tokens: 0,
                     total_cache_write_tokens: 0,
                     total_estimated_cost_micros: 0,
+                    // Filled from the imported rows once they are in (see `run`).
+                    total_cost_input_micros: 0,
+                    total_cost_output_micros: 0,
+                    total_cost_cache_write_micros: 0,
+                    total_cost_cache_read_micros: 0,
                 });
             if entry.total_requests > 0 {
                 duplicates += 1;
@@ -704,6 +709,10 @@ impl Import<'_> {
                 usage_aggregates::Entity::insert_many(chunk.iter().cloned())
                     .exec_without_returning(self.to)
                     .await?;
+            }
+            if !new.is_empty() {
+                // The original's aggregates have no cost components: from the rows.
+                usage_layer::store::sea_orm::migration::fill_cost_components(self.to).await?;
             }
         }
         Ok(tally)

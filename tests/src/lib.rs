@@ -277,13 +277,17 @@ pub async fn assert_aggregates_match_rows(db: &TestDb, buckets: &Buckets) {
                 row.access_key_id.clone().unwrap_or_default(),
                 row.provider.clone(),
             );
-            let sums: &mut [i64; 6] = expected.entry(key).or_default();
+            let sums: &mut [i64; 10] = expected.entry(key).or_default();
             sums[0] += 1;
             sums[1] += row.input_tokens;
             sums[2] += row.output_tokens;
             sums[3] += row.cache_read_input_tokens;
             sums[4] += row.cache_creation_input_tokens;
             sums[5] += row.estimated_cost_micros;
+            sums[6] += row.cost_input_micros;
+            sums[7] += row.cost_output_micros;
+            sums[8] += row.cost_cache_write_micros;
+            sums[9] += row.cost_cache_read_micros;
         }
         assert_eq!(
             stored.len(),
@@ -307,6 +311,10 @@ pub async fn assert_aggregates_match_rows(db: &TestDb, buckets: &Buckets) {
                     aggregate.total_cache_read_tokens,
                     aggregate.total_cache_write_tokens,
                     aggregate.total_estimated_cost_micros,
+                    aggregate.total_cost_input_micros,
+                    aggregate.total_cost_output_micros,
+                    aggregate.total_cost_cache_write_micros,
+                    aggregate.total_cost_cache_read_micros,
                 ],
                 sums,
                 "{} {kind} {key:?}",
@@ -316,6 +324,14 @@ pub async fn assert_aggregates_match_rows(db: &TestDb, buckets: &Buckets) {
                 aggregate.total_tokens,
                 aggregate.total_input_tokens + aggregate.total_output_tokens,
                 "total_tokens excludes cache tokens"
+            );
+            assert_eq!(
+                aggregate.total_estimated_cost_micros,
+                aggregate.total_cost_input_micros
+                    + aggregate.total_cost_output_micros
+                    + aggregate.total_cost_cache_write_micros
+                    + aggregate.total_cost_cache_read_micros,
+                "the components add up to the cost"
             );
         }
     }

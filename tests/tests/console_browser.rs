@@ -211,6 +211,59 @@ async fn the_console_in_chromium_shows_what_the_api_and_the_database_hold() {
             );
         }
     }
+    // The cost components per bucket (the aggregates') add up to the rows' components and
+    // to the cost, and the dashboard shows the same.
+    for provider in ["plan", "bedrock"] {
+        let api = &report["api"][provider];
+        let usd = |v: &Value| {
+            v.as_str()
+                .unwrap()
+                .parse::<rust_decimal::Decimal>()
+                .unwrap()
+        };
+        let mut components = rust_decimal::Decimal::ZERO;
+        for (key, row_micros) in [
+            (
+                "input_cost_usd",
+                (|r: &token_usage::Model| r.cost_input_micros) as fn(&token_usage::Model) -> i64,
+            ),
+            ("output_cost_usd", |r| r.cost_output_micros),
+            ("cache_write_cost_usd", |r| r.cost_cache_write_micros),
+            ("cache_read_cost_usd", |r| r.cost_cache_read_micros),
+        ] {
+            let per_bucket: rust_decimal::Decimal = api["buckets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| usd(&b[key]))
+                .sum();
+            let from_rows: i64 = rows
+                .iter()
+                .filter(|r| r.provider == provider)
+                .map(row_micros)
+                .sum();
+            assert_eq!(
+                per_bucket,
+                usd(&api[key]),
+                "{provider} {key}: buckets against totals"
+            );
+            assert_eq!(
+                usd(&api[key]),
+                rust_decimal::Decimal::new(from_rows, 6),
+                "{provider} {key}: against the rows"
+            );
+            assert_eq!(
+                report["dashboard"][format!("{provider}.{key}")],
+                format!("${}", api[key].as_str().unwrap())
+            );
+            components += usd(&api[key]);
+        }
+        assert_eq!(
+            components,
+            usd(&api["estimated_cost_usd"]),
+            "{provider}: components add up"
+        );
+    }
     assert_eq!(report["dashboard"]["plan.requests"], "3");
     assert_eq!(report["dashboard"]["bedrock.requests"], "1");
 

@@ -267,7 +267,7 @@ async fn legacy_rows_upgrade_and_down_then_up_loses_nothing() {
         let usage_migrations = UsageMigrator::migrations().len() as u32;
         for steps in 1..=usage_migrations {
             UsageMigrator::down(&db.db, Some(steps)).await.unwrap();
-            if steps == 1 {
+            if steps == 2 {
                 // UUID columns again (16-byte blobs on SQLite, as sqlx writes a UUID),
                 // without the row of text ids.
                 let ids = select(&db, "token_usage", &["request_id", "user_id"]).await;
@@ -327,7 +327,7 @@ async fn legacy_rows_upgrade_and_down_then_up_loses_nothing() {
         // Data still set aside by an earlier rollback is never overwritten: the rollback
         // is refused (and, being one transaction, changes nothing).
         db.db
-            .execute_unprepared("CREATE TABLE token_usage_labels_rollback (request_id INTEGER)")
+            .execute_unprepared("CREATE TABLE usage_aggregates_components_rollback (id INTEGER)")
             .await
             .unwrap();
         let refused = UsageMigrator::down(&db.db, Some(1)).await.unwrap_err();
@@ -336,10 +336,70 @@ async fn legacy_rows_upgrade_and_down_then_up_loses_nothing() {
             "{refused}"
         );
         db.db
-            .execute_unprepared("DROP TABLE token_usage_labels_rollback")
+            .execute_unprepared("DROP TABLE usage_aggregates_components_rollback")
             .await
             .unwrap();
         assert_eq!(snapshot(&db).await, before, "{}", db.backend);
+        db.close().await;
+    }
+}
+
+/// Aggregates written before they had cost components get them from their rows, exactly,
+/// whatever time zone and week start cut their buckets.
+#[tokio::test]
+async fn cost_components_are_filled_from_the_rows_of_each_bucket() {
+    let buckets = Buckets::new(chrono_tz::Asia::Seoul, chrono::Weekday::Sun);
+    for db in TestDb::all().await {
+        let store = SeaOrmStore::new(db.db.clone(), Arc::new(PriceCatalog::defaults()), buckets);
+        let (ada, grace) = (Uuid::now_v7(), Uuid::now_v7());
+        let start = Utc.with_ymd_and_hms(2026, 2, 27, 14, 0, 0).unwrap();
+        let mut batch = Vec::new();
+        for i in 0..60u32 {
+            // Across hours, days, a week's and a month's end in Seoul; two users, a key
+            // or none, both providers, cache reads and writes.
+            let at = start + chrono::Duration::minutes(i64::from(i) * 97);
+            let caller = match i % 3 {
+                0 => Caller::user(ada).with_access_key(Uuid::now_v7()),
+                1 => Caller::user(grace),
+                _ => Caller::default(),
+            };
+            let provider = if i % 2 == 0 {
+                Provider::PLAN
+            } else {
+                Provider::BEDROCK
+            };
+            let usage = usage_tests::usage(
+                100 + u64::from(i),
+                7 * u64::from(i),
+                u64::from(i % 4) * 50,
+                u64::from(i % 5) * 900,
+            );
+            batch.push(usage_tests::record(
+                provider,
+                caller,
+                "claude-sonnet-4-5",
+                usage,
+                at,
+            ));
+        }
+        store.write_batch(&batch).await.unwrap();
+        usage_tests::assert_aggregates_match_rows(&db, &buckets).await;
+
+        // As a database before the migration: no components (down sets them aside; that
+        // copy is dropped), then up fills them from the rows.
+        UsageMigrator::down(&db.db, Some(1)).await.unwrap();
+        db.db
+            .execute_unprepared("DROP TABLE usage_aggregates_components_rollback")
+            .await
+            .unwrap();
+        UsageMigrator::up(&db.db, None).await.unwrap();
+        let filled = usage_aggregates::Entity::find().all(&db.db).await.unwrap();
+        assert!(
+            filled.iter().any(|a| a.total_cost_cache_read_micros > 0),
+            "{}",
+            db.backend
+        );
+        usage_tests::assert_aggregates_match_rows(&db, &buckets).await;
         db.close().await;
     }
 }

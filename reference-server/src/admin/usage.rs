@@ -256,6 +256,15 @@ pub(super) struct TotalsJson {
     /// USD, 6 decimal places.
     #[schema(example = "12.345678")]
     estimated_cost_usd: String,
+    /// The uncached input tokens' part of the cost (the four parts add up to the cost).
+    #[schema(example = "3.000000")]
+    input_cost_usd: String,
+    /// The output tokens' part.
+    output_cost_usd: String,
+    /// The cache writes' part.
+    cache_write_cost_usd: String,
+    /// The cache reads' part.
+    cache_read_cost_usd: String,
 }
 
 impl From<Totals> for TotalsJson {
@@ -268,6 +277,10 @@ impl From<Totals> for TotalsJson {
             total_cache_read_tokens: totals.cache_read_tokens,
             total_cache_write_tokens: totals.cache_write_tokens,
             estimated_cost_usd: usd(totals.cost_micros),
+            input_cost_usd: usd(totals.cost_input_micros),
+            output_cost_usd: usd(totals.cost_output_micros),
+            cache_write_cost_usd: usd(totals.cost_cache_write_micros),
+            cache_read_cost_usd: usd(totals.cost_cache_read_micros),
         }
     }
 }

@@ -265,11 +265,9 @@ impl ProviderUsage {
         dec(&self.usage, "estimated_cost_usd")
     }
 
+    /// A cost component of the range (`input_cost_usd`, …), as the API sums it.
     fn component(&self, key: &str) -> Decimal {
-        list(&self.usage, "cost_breakdown")
-            .iter()
-            .map(|model| dec(model, key))
-            .sum()
+        dec(&self.usage, key)
     }
 }
 
@@ -404,59 +402,78 @@ pub(crate) async fn dashboard(
             .map(|b| bucket_label(&page, text(b, "bucket_start"), bucket))
             .collect()
     });
-    let series = |key: &str, suffix: &str, money: bool| -> Vec<Line> {
+    let shaped = |line: Line| {
+        if params.cumulative() {
+            line.cumulative()
+        } else {
+            line
+        }
+    };
+    // One series of `key` (a bucket field) per provider shown.
+    let series = |key: &str, suffix: &str| -> Vec<Line> {
         shown
             .iter()
             .map(|usage| {
-                let values = list(&usage.usage, "buckets")
-                    .iter()
-                    .map(|b| {
-                        if money {
-                            to_f64(dec(b, key))
-                        } else {
-                            int(b, key) as f64
-                        }
-                    })
-                    .collect();
-                let line = Line::new(format!("{} {suffix}", usage.name), values);
-                if params.cumulative() {
-                    line.cumulative()
-                } else {
-                    line
-                }
+                let line = Line::new(
+                    format!("{} {suffix}", usage.name),
+                    bucket_values(&usage.usage, key),
+                );
+                shaped(line)
             })
             .collect()
     };
     let theme = page.theme;
-    let mut figures = vec![
+    let mut figures: Vec<(String, String, String)> = vec![
         (
-            "tokens",
-            "Tokens over time",
+            "tokens".into(),
+            "Tokens over time".into(),
             charts::lines(
                 theme,
                 "Tokens (input + output)",
                 x.clone(),
-                &series("total_tokens", "tokens", false),
+                &series("total_tokens", "tokens"),
                 "",
             ),
         ),
         (
-            "cost",
-            "Cost over time",
-            cost_chart(theme, x.clone(), series("estimated_cost_usd", "cost", true)),
+            "cost".into(),
+            "Cost over time".into(),
+            money_lines(
+                theme,
+                "Estimated cost",
+                x.clone(),
+                series("estimated_cost_usd", "cost"),
+            ),
         ),
         (
-            "requests",
-            "Requests per bucket",
+            "requests".into(),
+            "Requests per bucket".into(),
             charts::bars(
                 theme,
                 "Requests",
                 x.clone(),
-                &series("total_requests", "requests", false),
+                &series("total_requests", "requests"),
             ),
         ),
     ];
     for usage in &shown {
+        let (id, name) = (usage.id, usage.name);
+        // Cost burn: the total and its four components, per bucket.
+        let burn = [
+            ("estimated_cost_usd", "total"),
+            ("input_cost_usd", "input"),
+            ("output_cost_usd", "output"),
+            ("cache_write_cost_usd", "cache write"),
+            ("cache_read_cost_usd", "cache read"),
+        ]
+        .into_iter()
+        .map(|(key, part)| shaped(Line::new(part, bucket_values(&usage.usage, key))))
+        .collect();
+        figures.push((
+            format!("{id}-cost-burn"),
+            format!("{name} cost burn by component"),
+            money_lines(theme, &format!("{name} cost burn"), x.clone(), burn),
+        ));
         let models = list(&usage.usage, "cost_breakdown");
         let labels = models
             .iter()
@@ -475,55 +492,29 @@ pub(crate) async fn dashboard(
                 .collect(),
         );
         let (unit, factor) = charts::money_unit(charts::max(std::slice::from_ref(&costs)));
-        let costs = costs.scaled(factor);
         figures.push((
-            if usage.id == "plan" {
-                "plan-models"
-            } else {
-                "bedrock-models"
-            },
-            if usage.id == "plan" {
-                "Plan model mix by cost"
-            } else {
-                "Bedrock model mix by cost"
-            },
+            format!("{id}-models"),
+            format!("{name} model mix by cost"),
             charts::ranking(
                 theme,
-                &format!("{} model mix ({unit})", usage.name),
+                &format!("{name} model mix ({unit})"),
                 labels,
-                &costs,
+                &costs.scaled(factor),
             ),
         ));
         let top_lines: Vec<Line> = list(&usage.series, "series")
             .iter()
             .map(|u| {
-                let name = u.get("name").and_then(Value::as_str).unwrap_or("(no user)");
-                let values = list(u, "buckets")
-                    .iter()
-                    .map(|b| int(b, "total_tokens") as f64)
-                    .collect();
-                let line = Line::new(name, values);
-                if params.cumulative() {
-                    line.cumulative()
-                } else {
-                    line
-                }
+                let user = u.get("name").and_then(Value::as_str).unwrap_or("(no user)");
+                shaped(Line::new(user, bucket_values(u, "total_tokens")))
             })
             .collect();
         figures.push((
-            if usage.id == "plan" {
-                "plan-top-users"
-            } else {
-                "bedrock-top-users"
-            },
-            if usage.id == "plan" {
-                "Plan top users' tokens"
-            } else {
-                "Bedrock top users' tokens"
-            },
+            format!("{id}-top-users"),
+            format!("{name} top users' tokens"),
             charts::lines(
                 theme,
-                &format!("{} top users: tokens", usage.name),
+                &format!("{name} top users: tokens"),
                 x.clone(),
                 &top_lines,
                 "",
@@ -531,7 +522,7 @@ pub(crate) async fn dashboard(
         ));
     }
     if let Some(name) = params.expand.as_deref() {
-        figures.retain(|(id, ..)| *id == name);
+        figures.retain(|(id, ..)| id == name);
     }
 
     let body = html! {
@@ -548,7 +539,7 @@ pub(crate) async fn dashboard(
         }
         div class="charts" {
             @for (name, title, chart) in figures {
-                (figure(&params, name, title, chart))
+                (figure(&params, &name, &title, chart))
             }
         }
         @if params.expand.is_none() {
@@ -562,11 +553,26 @@ pub(crate) async fn dashboard(
     Ok(page.render("/console/", "Dashboard", body))
 }
 
-/// Cost over time, in a unit that suits the amounts.
-fn cost_chart(theme: super::Theme, x: Vec<String>, lines: Vec<Line>) -> String {
+/// Money over time, in a unit that suits the amounts.
+fn money_lines(theme: super::Theme, title: &str, x: Vec<String>, lines: Vec<Line>) -> String {
     let (unit, factor) = charts::money_unit(charts::max(&lines));
     let lines: Vec<Line> = lines.into_iter().map(|line| line.scaled(factor)).collect();
-    charts::lines(theme, &format!("Estimated cost ({unit})"), x, &lines, "")
+    charts::lines(theme, &format!("{title} ({unit})"), x, &lines, "")
+}
+
+/// A bucket field of every bucket of a usage answer: token counts as they are, money
+/// (decimal strings) in USD.
+fn bucket_values(usage: &Value, key: &str) -> Vec<f64> {
+    list(usage, "buckets")
+        .iter()
+        .map(|bucket| match bucket.get(key) {
+            Some(Value::String(amount)) => {
+                amount.parse::<Decimal>().map(to_f64).unwrap_or_default()
+            }
+            Some(value) => value.as_f64().unwrap_or_default(),
+            None => 0.0,
+        })
+        .collect()
 }
 
 fn outcomes_section(outcomes: &Value) -> Markup {

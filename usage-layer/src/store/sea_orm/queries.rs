@@ -95,6 +95,14 @@ pub struct Totals {
     pub cache_write_tokens: i64,
     /// Cost, micro-USD.
     pub cost_micros: i64,
+    /// The uncached input tokens' part of the cost, micro-USD.
+    pub cost_input_micros: i64,
+    /// The output tokens' part.
+    pub cost_output_micros: i64,
+    /// The cache writes' part.
+    pub cost_cache_write_micros: i64,
+    /// The cache reads' part.
+    pub cost_cache_read_micros: i64,
 }
 
 impl Totals {
@@ -111,6 +119,10 @@ impl Totals {
         self.cache_read_tokens += other.cache_read_tokens;
         self.cache_write_tokens += other.cache_write_tokens;
         self.cost_micros += other.cost_micros;
+        self.cost_input_micros += other.cost_input_micros;
+        self.cost_output_micros += other.cost_output_micros;
+        self.cost_cache_write_micros += other.cost_cache_write_micros;
+        self.cost_cache_read_micros += other.cost_cache_read_micros;
     }
 
     fn read(row: &QueryResult) -> Result<Self, StoreError> {
@@ -123,6 +135,10 @@ impl Totals {
             cache_read_tokens: get("cache_read_tokens")?,
             cache_write_tokens: get("cache_write_tokens")?,
             cost_micros: get("cost_micros")?,
+            cost_input_micros: get("cost_input_micros")?,
+            cost_output_micros: get("cost_output_micros")?,
+            cost_cache_write_micros: get("cost_cache_write_micros")?,
+            cost_cache_read_micros: get("cost_cache_read_micros")?,
         })
     }
 }
@@ -176,7 +192,11 @@ fn select_totals(query: &mut SelectStatement, table: Table) {
                 .expr_as(sum(TotalTokens), "total_tokens")
                 .expr_as(sum(TotalCacheReadTokens), "cache_read_tokens")
                 .expr_as(sum(TotalCacheWriteTokens), "cache_write_tokens")
-                .expr_as(sum(TotalEstimatedCostMicros), "cost_micros");
+                .expr_as(sum(TotalEstimatedCostMicros), "cost_micros")
+                .expr_as(sum(TotalCostInputMicros), "cost_input_micros")
+                .expr_as(sum(TotalCostOutputMicros), "cost_output_micros")
+                .expr_as(sum(TotalCostCacheWriteMicros), "cost_cache_write_micros")
+                .expr_as(sum(TotalCostCacheReadMicros), "cost_cache_read_micros");
         }
         Table::Rows => {
             use token_usage::Column::*;
@@ -190,7 +210,11 @@ fn select_totals(query: &mut SelectStatement, table: Table) {
                 .expr_as(sum(TotalTokens), "total_tokens")
                 .expr_as(sum(CacheReadInputTokens), "cache_read_tokens")
                 .expr_as(sum(CacheCreationInputTokens), "cache_write_tokens")
-                .expr_as(sum(EstimatedCostMicros), "cost_micros");
+                .expr_as(sum(EstimatedCostMicros), "cost_micros")
+                .expr_as(sum(CostInputMicros), "cost_input_micros")
+                .expr_as(sum(CostOutputMicros), "cost_output_micros")
+                .expr_as(sum(CostCacheWriteMicros), "cost_cache_write_micros")
+                .expr_as(sum(CostCacheReadMicros), "cost_cache_read_micros");
         }
     }
 }

@@ -52,6 +52,10 @@ pub(crate) struct Sums {
     cache_read: i64,
     cache_write: i64,
     cost_micros: i64,
+    cost_input: i64,
+    cost_output: i64,
+    cost_cache_write: i64,
+    cost_cache_read: i64,
 }
 
 impl Sums {
@@ -63,10 +67,14 @@ impl Sums {
         self.cache_read += other.cache_read;
         self.cache_write += other.cache_write;
         self.cost_micros += other.cost_micros;
+        self.cost_input += other.cost_input;
+        self.cost_output += other.cost_output;
+        self.cost_cache_write += other.cost_cache_write;
+        self.cost_cache_read += other.cost_cache_read;
     }
 
     /// The aggregate columns these sums go to, in [`Sums::values`] order.
-    pub(crate) fn columns() -> [usage_aggregates::Column; 7] {
+    pub(crate) fn columns() -> [usage_aggregates::Column; 11] {
         use usage_aggregates::Column::*;
         [
             TotalRequests,
@@ -76,10 +84,14 @@ impl Sums {
             TotalCacheReadTokens,
             TotalCacheWriteTokens,
             TotalEstimatedCostMicros,
+            TotalCostInputMicros,
+            TotalCostOutputMicros,
+            TotalCostCacheWriteMicros,
+            TotalCostCacheReadMicros,
         ]
     }
 
-    fn values(&self) -> [Expr; 7] {
+    fn values(&self) -> [Expr; 11] {
         [
             self.requests,
             self.input,
@@ -88,6 +100,10 @@ impl Sums {
             self.cache_read,
             self.cache_write,
             self.cost_micros,
+            self.cost_input,
+            self.cost_output,
+            self.cost_cache_write,
+            self.cost_cache_read,
         ]
         .map(Expr::val)
     }
@@ -104,7 +120,7 @@ pub(crate) struct AggregateKey {
 }
 
 impl AggregateKey {
-    pub(crate) const COLUMNS: usize = 12;
+    pub(crate) const COLUMNS: usize = 16;
 
     pub(crate) fn key_columns() -> [usage_aggregates::Column; 5] {
         use usage_aggregates::Column::*;
@@ -224,6 +240,10 @@ impl UsageRow {
             cache_read: self.cache_read,
             cache_write: self.cache_write,
             cost_micros: micros(self.cost.total),
+            cost_input: micros(self.cost.input),
+            cost_output: micros(self.cost.output),
+            cost_cache_write: micros(self.cost.cache_write),
+            cost_cache_read: micros(self.cost.cache_read),
         }
     }
 

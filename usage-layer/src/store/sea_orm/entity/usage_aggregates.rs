@@ -33,6 +33,14 @@ pub struct Model {
     pub total_cache_write_tokens: i64,
     /// Cost, micro-USD.
     pub total_estimated_cost_micros: i64,
+    /// The uncached input tokens' part of the cost, micro-USD.
+    pub total_cost_input_micros: i64,
+    /// The output tokens' part.
+    pub total_cost_output_micros: i64,
+    /// The cache writes' part.
+    pub total_cost_cache_write_micros: i64,
+    /// The cache reads' part.
+    pub total_cost_cache_read_micros: i64,
 }
 
 /// No relations.

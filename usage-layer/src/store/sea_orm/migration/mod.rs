@@ -42,6 +42,9 @@
 //!    string: a UUID is stored as its lowercase hyphenated text); "nobody" in an aggregate
 //!    key becomes `''` instead of the nil UUID; `labels` (a JSON object of strings, NULL
 //!    when there are none), `format` and `reasoning_tokens` on `token_usage`.
+//! 5. `m20261203_000005_aggregate_cost_components` — each aggregate's cost by component
+//!    (`total_cost_input_micros`, `…_output_…`, `…_cache_write_…`, `…_cache_read_…`),
+//!    filled from the rows of the buckets that exist.
 //!
 //! Every `down` keeps what the older schema cannot hold aside (in a `*_rollback` table,
 //! see [`rollback`]) and the next `up` puts it back, so `up → down → up` loses nothing.
@@ -64,6 +67,7 @@ mod m20250101_000001_legacy_schema;
 mod m20250601_000002_aggregate_provider;
 mod m20251201_000003_usage_details;
 mod m20261201_000004_text_ids;
+mod m20261203_000005_aggregate_cost_components;
 pub mod rollback;
 mod schema;
 
@@ -71,6 +75,7 @@ pub use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DbErr, DynIden};
 use sea_orm_migration::{IntoSchemaManagerConnection, MigrationTrait};
 
+pub use self::m20261203_000005_aggregate_cost_components::fill_cost_components;
 pub use self::schema::OwnedSchema;
 
 /// The usage tables' migrations, tracked in `usage_layer_migrations`; see the
@@ -108,6 +113,7 @@ impl UsageMigrator {
             m20261201_000004_text_ids::ROWS_ROLLBACK,
             m20261201_000004_text_ids::AGGREGATES_ROLLBACK,
             m20261201_000004_text_ids::COLUMNS_ROLLBACK,
+            m20261203_000005_aggregate_cost_components::ROLLBACK,
         ],
     };
 }
@@ -120,6 +126,7 @@ impl MigratorTrait for UsageMigrator {
             Box::new(m20250601_000002_aggregate_provider::Migration),
             Box::new(m20251201_000003_usage_details::Migration),
             Box::new(m20261201_000004_text_ids::Migration),
+            Box::new(m20261203_000005_aggregate_cost_components::Migration),
         ]
     }
 

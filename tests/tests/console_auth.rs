@@ -160,6 +160,15 @@ async fn a_session_reads_changes_with_its_csrf_token_and_ends_at_logout() {
     assert!(body.contains("Wrong name or password."), "{body}");
     let (status, _, _) = try_login(&proxy, "nobody", PASSWORD, &[]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // A login form posted from another site is refused (login CSRF).
+    let (status, _, _) = try_login(
+        &proxy,
+        "alice",
+        PASSWORD,
+        &[("origin", "https://evil.example")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 
     // The cookie: HttpOnly, SameSite=Strict, for the session's life; Secure behind TLS.
     let (_, headers, _) = try_login(&proxy, "alice", PASSWORD, &[]).await;

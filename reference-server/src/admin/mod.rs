@@ -288,6 +288,28 @@ fn bearer_matches(state: &AppState, headers: &http::HeaderMap) -> bool {
     matches && !expected.is_empty()
 }
 
+/// Whether the request's `Origin`, if it has one, is the server's own (its `Host`).
+pub(crate) fn same_origin(headers: &http::HeaderMap) -> bool {
+    let Some(origin) = headers.get(http::header::ORIGIN) else {
+        return true;
+    };
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|host| host.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|origin| url::Url::parse(origin).ok())
+        .and_then(|url| {
+            let host = url.host_str()?.to_owned();
+            Some(match url.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host,
+            })
+        });
+    host.is_some() && origin_host.as_deref() == host
+}
+
 /// Whether a change carried by a session comes from the console's own pages: the
 /// session's CSRF token in `X-CSRF-Token`, and no foreign `Origin`.
 fn same_site_change(headers: &http::HeaderMap, session: &crate::sessions::Session) -> bool {
@@ -296,24 +318,7 @@ fn same_site_change(headers: &http::HeaderMap, session: &crate::sessions::Sessio
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default();
     let token_matches: bool = token.as_bytes().ct_eq(session.csrf_token.as_bytes()).into();
-    let origin_matches = match headers.get(http::header::ORIGIN) {
-        None => true,
-        Some(origin) => {
-            let host = headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok());
-            let origin_host = origin
-                .to_str()
-                .ok()
-                .and_then(|origin| url::Url::parse(origin).ok())
-                .map(|url| match url.port() {
-                    Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
-                    None => url.host_str().unwrap_or_default().to_owned(),
-                });
-            host.is_some() && origin_host.as_deref() == host
-        }
-    };
-    token_matches && origin_matches
+    token_matches && same_origin(headers)
 }
 
 /// Who is asking: `Authorization: Bearer <admin token>`, or a console session's cookie —

@@ -364,6 +364,13 @@ async fn login(
     Form(form): Form<LoginForm>,
 ) -> Response {
     let next = next_path(form.next.as_deref()).to_owned();
+    if !crate::admin::same_origin(&headers) {
+        return login_form(
+            &next,
+            Some("Log in from this server's own page."),
+            StatusCode::FORBIDDEN,
+        );
+    }
     let peer = peer.map(|axum::Extension(ConnectInfo(peer))| peer.ip());
     let name = form.name.trim().to_owned();
     let result = state.sessions.login(&name, &form.password, peer).await;
@@ -373,13 +380,13 @@ async fn login(
             "anonymous".to_owned(),
             "login failed",
             401,
-            Some(format!("name {name:?}")),
+            Some(attempted(&name)),
         ),
         Err(LoginError::Limited(_)) => (
             "anonymous".to_owned(),
             "login limited",
             429,
-            Some(format!("name {name:?}")),
+            Some(attempted(&name)),
         ),
         Err(LoginError::Database(_)) => ("anonymous".to_owned(), "login failed", 500, None),
     };
@@ -424,6 +431,12 @@ async fn login(
     }
 }
 
+/// The audit log's note of a failed login: the name tried, cut to an account name's
+/// length (a password typed into the name field goes no further than that).
+fn attempted(name: &str) -> String {
+    format!("name {:?}", name.chars().take(64).collect::<String>())
+}
+
 #[derive(Deserialize)]
 struct LogoutForm {
     csrf_token: String,
@@ -444,7 +457,7 @@ async fn logout(
             session.csrf_token.as_bytes(),
         )
         .into();
-        if !matches {
+        if !matches || !crate::admin::same_origin(&headers) {
             return PageError {
                 status: StatusCode::FORBIDDEN,
                 detail: "logging out needs the page's CSRF token".to_owned(),

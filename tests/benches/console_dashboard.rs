@@ -7,11 +7,12 @@
 //! cargo bench -p usage-tests --bench console_dashboard
 //! ```
 //!
-//! The database: SQLite (the server's default), 1,000 users, 1,000,000 usage rows spread
-//! over a year (2025-12-01 to 2026-12-01, one every 31.5 s, a third of them Bedrock),
-//! written through `SeaOrmStore` so every bucket type is maintained (a year of hourly
-//! aggregates per user and provider). It is built once into `target/bench-data/` and
-//! reused. Under `cargo test` (no `--bench`) a tiny database and three loads.
+//! The database: 1,000 users, 1,000,000 usage rows spread over a year (2025-12-01 to
+//! 2026-12-01, one every 31.5 s, a third of them Bedrock), written through `SeaOrmStore`
+//! so every bucket type is maintained (a year of hourly aggregates per user and
+//! provider). On SQLite (the server's default; built once into `target/bench-data/` and
+//! reused), then on a fresh Postgres database at `TEST_DATABASE_URL` when there is one.
+//! Under `cargo test` (no `--bench`) a tiny database and three loads.
 #![allow(clippy::print_stdout, reason = "a benchmark driver prints its table")]
 
 use std::path::{Path, PathBuf};
@@ -31,7 +32,7 @@ use usage_layer::store::sea_orm::SeaOrmStore;
 use usage_layer::store::sea_orm::entity::{token_usage, usage_aggregates};
 use usage_layer::{Caller, Provider};
 use usage_tests::proxy::{Proxy, Setup, exchange, fixture};
-use usage_tests::{record, usage};
+use usage_tests::{TestDb, record, usage};
 
 const TOKEN: &str = "console-bench-admin-token-0123456789";
 const PASSWORD: &str = "console bench password";
@@ -46,8 +47,8 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Builds (or finds, from an earlier run) the database of `plan`.
-async fn database(plan: &Plan, dir: &Path) -> String {
+/// Builds (or finds, from an earlier run) the SQLite database of `plan`.
+async fn sqlite(plan: &Plan, dir: &Path) -> String {
     std::fs::create_dir_all(dir).unwrap();
     let file = dir.join(format!(
         "console-{}-users-{}-rows.sqlite",
@@ -61,11 +62,19 @@ async fn database(plan: &Plan, dir: &Path) -> String {
     }
     let _ = std::fs::remove_file(&file);
     let db = Database::connect(&url).await.unwrap();
-    migration::up(&db).await.unwrap();
+    fill(&db, plan).await;
+    db.close().await.unwrap();
+    std::fs::write(&done, "").unwrap();
+    url
+}
+
+/// Migrates `db` and writes `plan`'s users and rows into it.
+async fn fill(db: &DatabaseConnection, plan: &Plan) {
+    migration::up(db).await.unwrap();
     let mut callers = Vec::with_capacity(plan.users);
     for i in 0..plan.users {
         let user =
-            reference_server::users::create(&db, &format!("user {i:04}"), None, Routing::PlanFirst)
+            reference_server::users::create(db, &format!("user {i:04}"), None, Routing::PlanFirst)
                 .await
                 .unwrap();
         callers.push(Caller::user(user).with_access_key(uuid::Uuid::now_v7()));
@@ -101,17 +110,13 @@ async fn database(plan: &Plan, dir: &Path) -> String {
         }
     }
     store.write_batch(&batch).await.unwrap();
-    let aggregates = usage_aggregates::Entity::find().count(&db).await.unwrap();
     println!(
-        "built {}: {} users, {} rows, {aggregates} aggregates in {:.0} s",
-        file.display(),
+        "built: {} users, {} rows, {} aggregates in {:.0} s",
         plan.users,
-        token_usage::Entity::find().count(&db).await.unwrap(),
+        token_usage::Entity::find().count(db).await.unwrap(),
+        usage_aggregates::Entity::find().count(db).await.unwrap(),
         started.elapsed().as_secs_f64()
     );
-    db.close().await.unwrap();
-    std::fs::write(&done, "").unwrap();
-    url
 }
 
 fn percentile(values: &[f64], p: f64) -> f64 {
@@ -173,7 +178,20 @@ async fn main() {
             loads: 3,
         }
     };
-    let url = database(&plan, &root().join("target/bench-data")).await;
+    let url = sqlite(&plan, &root().join("target/bench-data")).await;
+    println!("\n### SQLite");
+    measure(&plan, &url).await;
+    if let Some(db) = TestDb::postgres_unmigrated().await {
+        fill(&db.db, &plan).await;
+        println!("\n### Postgres");
+        measure(&plan, &db.url).await;
+        db.close().await;
+    }
+}
+
+/// Runs the server on `url` and prints the table.
+async fn measure(plan: &Plan, url: &str) {
+    let url = url.to_owned();
     let proxy = Proxy::start(
         PlanReply::Stream(fixture("basic_response.txt")),
         Setup {

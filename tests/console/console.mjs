@@ -188,6 +188,25 @@ report.request = { user_id: userId, explorer: cells, api: row, dashboard: mine }
 await page.goto(`${origin}/console/users/${userId}`);
 await screenshot(page, "user");
 await axe(page, "user");
+// Model mappings: create one, then change where it goes (the original's CRUD is broken).
+await page.goto(`${origin}/console/mappings`);
+await page.getByText("Map a model").click();
+await page.getByLabel("Claude model (as clients ask for it)").fill("claude-browser-test");
+await page.getByLabel("Bedrock model id").first().fill("us.anthropic.claude-browser-v1:0");
+await Promise.all([page.waitForLoadState("load"), page.getByRole("button", { name: "Create" }).click()]);
+await page.waitForSelector("text=claude-browser-test");
+const created = (await api("/admin/model-mappings")).mappings.find((m) => m.claude_model === "claude-browser-test");
+assert.ok(created, "the mapping made in the browser");
+const edit = page.locator("details.edit").filter({ hasText: "the mapping of claude-browser-test" });
+await edit.locator("summary").click();
+await edit.getByLabel("Bedrock model id").fill("us.anthropic.claude-browser-v2:0");
+await edit.getByLabel("Description").fill("edited in the browser");
+await Promise.all([page.waitForLoadState("load"), edit.getByRole("button", { name: "Save" }).click()]);
+await page.waitForSelector("text=us.anthropic.claude-browser-v2:0");
+const edited = (await api("/admin/model-mappings")).mappings.find((m) => m.id === created.id);
+assert.equal(edited.bedrock_model, "us.anthropic.claude-browser-v2:0", "the edit reached the API");
+assert.equal(edited.description, "edited in the browser");
+report.mapping = edited;
 for (const [name, path] of [["mappings", "/console/mappings"], ["prices", "/console/prices"], ["audit", "/console/audit"]]) {
   await page.goto(origin + path);
   await screenshot(page, name);

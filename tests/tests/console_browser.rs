@@ -94,24 +94,13 @@ fn sums(rows: &[token_usage::Model], provider: &str, start: &str, end: &str) -> 
         .filter(|r| r.provider == provider && r.timestamp >= start && r.timestamp < end)
         .collect();
     let total = |f: fn(&token_usage::Model) -> i64| rows.iter().map(|r| f(r)).sum::<i64>();
-    let group = |n: i64| {
-        let digits = n.to_string();
-        let mut out = String::new();
-        for (i, c) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i).is_multiple_of(3) {
-                out.push(',');
-            }
-            out.push(c);
-        }
-        out
-    };
     json!({
-        "requests": group(rows.len() as i64),
-        "input_tokens": group(total(|r| r.input_tokens)),
-        "output_tokens": group(total(|r| r.output_tokens)),
-        "total_tokens": group(total(|r| r.input_tokens + r.output_tokens)),
-        "cache_read_tokens": group(total(|r| r.cache_read_input_tokens)),
-        "cache_write_tokens": group(total(|r| r.cache_creation_input_tokens)),
+        "requests": reference_server::console::count(rows.len() as i64),
+        "input_tokens": reference_server::console::count(total(|r| r.input_tokens)),
+        "output_tokens": reference_server::console::count(total(|r| r.output_tokens)),
+        "total_tokens": reference_server::console::count(total(|r| r.input_tokens + r.output_tokens)),
+        "cache_read_tokens": reference_server::console::count(total(|r| r.cache_read_input_tokens)),
+        "cache_write_tokens": reference_server::console::count(total(|r| r.cache_creation_input_tokens)),
         "cost": format!("${}", rust_decimal::Decimal::new(total(|r| r.estimated_cost_micros), 6)),
     })
 }

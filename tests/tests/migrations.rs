@@ -198,6 +198,22 @@ fn assert_legacy_rows_upgraded(
     assert_eq!(upgraded.aggregates[1].access_key_id, "", "{backend}");
 }
 
+/// The usage migration that adds the aggregates' cost components.
+const COMPONENTS: &str = "m20261203_000005_aggregate_cost_components";
+
+/// How many `down` steps undo the usage migration `name` (it and every later one).
+fn steps_to_undo(name: &str) -> u32 {
+    let names: Vec<String> = UsageMigrator::migrations()
+        .iter()
+        .map(|migration| migration.name().to_owned())
+        .collect();
+    let at = names
+        .iter()
+        .position(|known| known == name)
+        .unwrap_or_else(|| panic!("no usage migration {name}: {names:?}"));
+    (names.len() - at) as u32
+}
+
 #[tokio::test]
 async fn legacy_rows_upgrade_and_down_then_up_loses_nothing() {
     for db in TestDb::all_unmigrated().await {
@@ -267,7 +283,7 @@ async fn legacy_rows_upgrade_and_down_then_up_loses_nothing() {
         let usage_migrations = UsageMigrator::migrations().len() as u32;
         for steps in 1..=usage_migrations {
             UsageMigrator::down(&db.db, Some(steps)).await.unwrap();
-            if steps == 2 {
+            if steps == steps_to_undo("m20261201_000004_text_ids") {
                 // UUID columns again (16-byte blobs on SQLite, as sqlx writes a UUID),
                 // without the row of text ids.
                 let ids = select(&db, "token_usage", &["request_id", "user_id"]).await;
@@ -330,7 +346,9 @@ async fn legacy_rows_upgrade_and_down_then_up_loses_nothing() {
             .execute_unprepared("CREATE TABLE usage_aggregates_components_rollback (id INTEGER)")
             .await
             .unwrap();
-        let refused = UsageMigrator::down(&db.db, Some(1)).await.unwrap_err();
+        let refused = UsageMigrator::down(&db.db, Some(steps_to_undo(COMPONENTS)))
+            .await
+            .unwrap_err();
         assert!(
             refused.to_string().contains("already holds data"),
             "{refused}"
@@ -387,7 +405,9 @@ async fn cost_components_are_filled_from_the_rows_of_each_bucket() {
 
         // As a database before the migration: no components (down sets them aside; that
         // copy is dropped), then up fills them from the rows.
-        UsageMigrator::down(&db.db, Some(1)).await.unwrap();
+        UsageMigrator::down(&db.db, Some(steps_to_undo(COMPONENTS)))
+            .await
+            .unwrap();
         db.db
             .execute_unprepared("DROP TABLE usage_aggregates_components_rollback")
             .await

@@ -560,6 +560,133 @@ async fn totals_series_and_breakdown_agree_under_every_filter() {
     }
 }
 
+#[tokio::test]
+async fn outcomes_fallbacks_and_unpriced_models_equal_the_rows_under_every_filter() {
+    use std::collections::BTreeMap;
+    for db in TestDb::all().await {
+        let store = store(&db);
+        let (alice, bob) = (caller(), caller());
+        let mut batch = Vec::new();
+        for i in 0..60u32 {
+            let who = if i % 3 == 0 { &bob } else { &alice };
+            let provider = if i % 2 == 0 {
+                Provider::PLAN
+            } else {
+                Provider::BEDROCK
+            };
+            let model = ["claude-sonnet-4-5", "mystery-model", "claude-haiku-4-5"][i as usize % 3];
+            // An hour outside the range: at(23, _) is in the next day.
+            let started = if i == 59 {
+                at(0, 0) + Duration::days(1)
+            } else {
+                at(i % 23, i % 60)
+            };
+            let mut row = record(
+                provider,
+                who.clone(),
+                model,
+                usage(u64::from(i), 5, 0, 0),
+                started,
+            );
+            row.outcome = Outcome::ALL[(i / 2) as usize % Outcome::ALL.len()];
+            if i % 4 == 1 {
+                row.fallback = Some(Fallback {
+                    from: Provider::PLAN,
+                    reason: ["rate_limited", "overloaded"][i as usize % 2].into(),
+                });
+            }
+            batch.push(row);
+        }
+        store.write_batch(&batch).await.unwrap();
+        let written = rows(&db).await;
+        let queries = store.queries();
+        let range = queries.range(BucketType::Day, at(0, 0), at(1, 0));
+        for provider in [None, Some(Provider::PLAN), Some(Provider::BEDROCK)] {
+            for user in [None, alice.user_id.clone(), bob.user_id.clone()] {
+                let filter = UsageFilter {
+                    provider: provider.clone(),
+                    user_id: user.clone(),
+                    access_key_id: None,
+                };
+                let picked: Vec<_> = written
+                    .iter()
+                    .filter(|r| r.timestamp >= range.start() && r.timestamp < range.end())
+                    .filter(|r| provider.as_ref().is_none_or(|p| r.provider == p.as_str()))
+                    .filter(|r| user.is_none() || r.user_id == user)
+                    .collect();
+                let found = queries.outcomes(&range, &filter).await.unwrap();
+                let mut outcomes = BTreeMap::new();
+                let mut fallbacks = BTreeMap::new();
+                let mut unpriced = BTreeMap::new();
+                for row in &picked {
+                    *outcomes
+                        .entry((row.provider.clone(), row.outcome.clone()))
+                        .or_insert(0) += 1;
+                    if let Some(from) = &row.fallback_from {
+                        *fallbacks
+                            .entry((
+                                row.provider.clone(),
+                                from.clone(),
+                                row.fallback_reason.clone(),
+                            ))
+                            .or_insert(0) += 1;
+                    }
+                    if row.unpriced {
+                        let entry = unpriced
+                            .entry((row.provider.clone(), row.model.clone()))
+                            .or_insert((0, 0, 0));
+                        entry.0 += 1;
+                        entry.1 += row.input_tokens;
+                        entry.2 += row.output_tokens;
+                    }
+                }
+                let label = format!("{} {filter:?}", db.backend);
+                assert_eq!(
+                    found
+                        .outcomes
+                        .iter()
+                        .map(|o| ((o.provider.clone(), o.outcome.clone()), o.requests))
+                        .collect::<Vec<_>>(),
+                    outcomes.into_iter().collect::<Vec<_>>(),
+                    "{label}"
+                );
+                assert_eq!(
+                    found
+                        .fallbacks
+                        .iter()
+                        .map(|f| (
+                            (f.provider.clone(), f.from.clone(), f.reason.clone()),
+                            f.requests
+                        ))
+                        .collect::<Vec<_>>(),
+                    fallbacks.into_iter().collect::<Vec<_>>(),
+                    "{label}"
+                );
+                assert_eq!(
+                    found
+                        .unpriced
+                        .iter()
+                        .map(|u| (
+                            (u.provider.clone(), u.model.clone()),
+                            (u.requests, u.input_tokens, u.output_tokens)
+                        ))
+                        .collect::<Vec<_>>(),
+                    unpriced.into_iter().collect::<Vec<_>>(),
+                    "{label}"
+                );
+                if filter == UsageFilter::default() {
+                    assert!(
+                        !found.unpriced.is_empty() && !found.fallbacks.is_empty(),
+                        "{label}"
+                    );
+                    assert_eq!(found.outcomes.len(), 2 * Outcome::ALL.len(), "{label}");
+                }
+            }
+        }
+        db.close().await;
+    }
+}
+
 /// Eight writers into overlapping buckets: exact aggregates, no deadlock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_keep_aggregates_exact() {

@@ -325,6 +325,18 @@ impl Outcome {
         }
     }
 
+    /// Every outcome, in the order of their declaration.
+    pub const ALL: [Outcome; 8] = [
+        Self::Completed,
+        Self::ClientDisconnected,
+        Self::UpstreamError,
+        Self::StreamError,
+        Self::ErrorResponse,
+        Self::ServiceError,
+        Self::Unparsed,
+        Self::Timeout,
+    ];
+
     /// A stable snake_case name, for storage and metrics.
     pub fn as_str(self) -> &'static str {
         match self {

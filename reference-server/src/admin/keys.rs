@@ -295,7 +295,7 @@ struct AccessKeyList {
         (status = 201, description = "the key, shown only this once", body = IssuedKey),
         (status = 400, description = "a bad name, malformed JSON, a malformed `user_id` or an inactive user", body = ErrorBody),
         (status = 401, description = "no or wrong admin token", body = ErrorBody),
-        (status = 404, description = "no such user", body = ErrorBody),
+        (status = 404, description = "no such user, or it was deleted", body = ErrorBody),
     )
 )]
 async fn issue_key(
@@ -342,7 +342,7 @@ async fn issue_key(
         (status = 200, description = "the keys", body = AccessKeyList),
         (status = 400, description = "`user_id` is not a UUID", body = ErrorBody),
         (status = 401, description = "no or wrong admin token", body = ErrorBody),
-        (status = 404, description = "no such user", body = ErrorBody),
+        (status = 404, description = "no such user, or it was deleted", body = ErrorBody),
     )
 )]
 async fn list_keys(

@@ -3,7 +3,8 @@
 //! fallbacks and the models without a price.
 //!
 //! Both read the usage rows (`token_usage`), not the aggregates: they answer what the
-//! aggregates do not hold.
+//! aggregates do not hold. An empty text filter (`?model=`) filters nothing, as an empty
+//! form field means; an empty time or row id is an error, as any other malformed one.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,10 +12,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, NaiveDate, Utc};
-use sea_orm::sea_query::{Alias, Expr, Func};
-use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use usage_layer::store::sea_orm::entity::token_usage;
 use utoipa::{IntoParams, ToSchema};
@@ -248,14 +246,14 @@ async fn list_requests(
     if let Some(outcome) = text_filter(params.outcome.as_deref()) {
         condition = condition.add(token_usage::Column::Outcome.eq(outcome));
     }
-    if let Some(start) = text_filter(params.start_time.as_deref()) {
+    if let Some(start) = params.start_time.as_deref() {
         condition =
             condition.add(token_usage::Column::Timestamp.gte(parse_time("start_time", start)?));
     }
-    if let Some(end) = text_filter(params.end_time.as_deref()) {
+    if let Some(end) = params.end_time.as_deref() {
         condition = condition.add(token_usage::Column::Timestamp.lt(parse_time("end_time", end)?));
     }
-    if let Some(before) = text_filter(params.before.as_deref()) {
+    if let Some(before) = params.before.as_deref().map(str::trim) {
         let before: i64 = before
             .parse()
             .map_err(|_| AdminError::bad("before", "a row id (the previous page's next_before)"))?;
@@ -325,21 +323,6 @@ struct OutcomesJson {
     unpriced_models: Vec<UnpricedModel>,
 }
 
-/// `SUM(column)` as a BIGINT (Postgres sums BIGINTs as NUMERIC).
-fn sum(column: token_usage::Column) -> Expr {
-    Func::cast_as(Func::sum(Expr::col(column)), Alias::new("BIGINT")).into()
-}
-
-#[derive(Debug, FromQueryResult)]
-struct Group {
-    provider: String,
-    key: Option<String>,
-    second: Option<String>,
-    requests: i64,
-    input_tokens: Option<i64>,
-    output_tokens: Option<i64>,
-}
-
 /// How the requests of the range ended (outcomes per provider), the fallbacks and their
 /// reasons, and the models used without a price. The range is the usage endpoints' (whole
 /// buckets); `bucket_type` only picks its granularity.
@@ -359,51 +342,9 @@ async fn outcomes(
     AdminQuery(params): AdminQuery<UsageParams>,
 ) -> Result<Json<OutcomesJson>, AdminError> {
     let query = params.validate(state.queries.buckets())?;
-    let mut condition = Condition::all()
-        .add(token_usage::Column::Timestamp.gte(query.range.start()))
-        .add(token_usage::Column::Timestamp.lt(query.range.end()));
-    if let Some(provider) = &query.filter.provider {
-        condition = condition.add(token_usage::Column::Provider.eq(provider.as_str()));
-    }
-    if let Some(user) = &query.filter.user_id {
-        condition = condition.add(token_usage::Column::UserId.eq(user.as_str()));
-    }
-    if let Some(key) = &query.filter.access_key_id {
-        condition = condition.add(token_usage::Column::AccessKeyId.eq(key.as_str()));
-    }
-    let group = |key: token_usage::Column, second: Option<token_usage::Column>, only: Condition| {
-        let mut select = token_usage::Entity::find()
-            .select_only()
-            .column(token_usage::Column::Provider)
-            .column_as(key, "key")
-            .expr_as(Func::count(Expr::col(token_usage::Column::Id)), "requests")
-            .expr_as(sum(token_usage::Column::InputTokens), "input_tokens")
-            .expr_as(sum(token_usage::Column::OutputTokens), "output_tokens")
-            .filter(condition.clone())
-            .filter(only)
-            .group_by(token_usage::Column::Provider)
-            .group_by(key);
-        select = match second {
-            Some(second) => select.column_as(second, "second").group_by(second),
-            None => select.expr_as(Expr::cust("NULL"), "second"),
-        };
-        select.into_model::<Group>().all(&state.db)
-    };
-    let outcome_rows = group(token_usage::Column::Outcome, None, Condition::all()).await?;
-    let fallback_rows = group(
-        token_usage::Column::FallbackFrom,
-        Some(token_usage::Column::FallbackReason),
-        Condition::all().add(token_usage::Column::FallbackFrom.is_not_null()),
-    )
-    .await?;
-    let unpriced_rows = group(
-        token_usage::Column::Model,
-        None,
-        Condition::all().add(token_usage::Column::Unpriced.eq(true)),
-    )
-    .await?;
+    let found = state.queries.outcomes(&query.range, &query.filter).await?;
     let mut requests_by_provider = BTreeMap::new();
-    for row in &outcome_rows {
+    for row in &found.outcomes {
         *requests_by_provider
             .entry(row.provider.clone())
             .or_insert(0) += row.requests;
@@ -411,31 +352,34 @@ async fn outcomes(
     Ok(Json(OutcomesJson {
         range: RangeJson::of(&query),
         requests_by_provider,
-        outcomes: outcome_rows
+        outcomes: found
+            .outcomes
             .into_iter()
             .map(|row| OutcomeCount {
                 provider: row.provider,
-                outcome: row.key.unwrap_or_default(),
+                outcome: row.outcome,
                 requests: row.requests,
             })
             .collect(),
-        fallbacks: fallback_rows
+        fallbacks: found
+            .fallbacks
             .into_iter()
             .map(|row| FallbackCount {
                 provider: row.provider,
-                from: row.key.unwrap_or_default(),
-                reason: row.second.unwrap_or_else(|| "unrecorded".to_owned()),
+                from: row.from,
+                reason: row.reason.unwrap_or_else(|| "unrecorded".to_owned()),
                 requests: row.requests,
             })
             .collect(),
-        unpriced_models: unpriced_rows
+        unpriced_models: found
+            .unpriced
             .into_iter()
             .map(|row| UnpricedModel {
                 provider: row.provider,
-                model: row.key.unwrap_or_default(),
+                model: row.model,
                 requests: row.requests,
-                input_tokens: row.input_tokens.unwrap_or_default(),
-                output_tokens: row.output_tokens.unwrap_or_default(),
+                input_tokens: row.input_tokens,
+                output_tokens: row.output_tokens,
             })
             .collect(),
     }))

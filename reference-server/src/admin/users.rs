@@ -166,8 +166,7 @@ struct UserChanges {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = RoutingStrategy, required = false)]
     routing_strategy: Option<String>,
-    /// `false` refuses the user's keys; `true` accepts them again (not for a deleted
-    /// user).
+    /// `false` refuses the user's keys; `true` accepts them again.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = bool, required = false)]
     is_active: Option<bool>,
@@ -238,11 +237,16 @@ fn parse_routing(name: &str) -> Result<Routing, AdminError> {
 // ---------------------------------------------------------------------------------------
 // The database.
 
+/// The user `id`, unless it does not exist or was deleted: a deleted user is gone from
+/// `/admin/users/{id}` and everything under it (404), and stays in the list with
+/// `include_deleted=true`; its keys stay at `/admin/keys/{id}`, its usage in the usage
+/// endpoints.
 pub(super) async fn find_user(state: &AppState, id: Uuid) -> Result<users::Model, AdminError> {
-    users::Entity::find_by_id(id)
-        .one(&state.db)
-        .await?
-        .ok_or_else(|| AdminError::NotFound(format!("no user {id}")))
+    match users::Entity::find_by_id(id).one(&state.db).await? {
+        Some(user) if user.deleted_at.is_none() => Ok(user),
+        Some(_) => Err(AdminError::NotFound(format!("user {id} was deleted"))),
+        None => Err(AdminError::NotFound(format!("no user {id}"))),
+    }
 }
 
 /// Applies `change` to `user`, with `updated_at` now.
@@ -376,7 +380,7 @@ async fn list_users(
         (status = 200, description = "the user", body = User),
         (status = 400, description = "`user_id` is not a UUID", body = ErrorBody),
         (status = 401, description = "no or wrong admin token", body = ErrorBody),
-        (status = 404, description = "no such user", body = ErrorBody),
+        (status = 404, description = "no such user, or it was deleted", body = ErrorBody),
     )
 )]
 async fn get_user(
@@ -398,7 +402,7 @@ async fn get_user(
         (status = 200, description = "the changed user", body = User),
         (status = 400, description = "a bad field, malformed JSON or a malformed `user_id`", body = ErrorBody),
         (status = 401, description = "no or wrong admin token", body = ErrorBody),
-        (status = 404, description = "no such user", body = ErrorBody),
+        (status = 404, description = "no such user, or it was deleted", body = ErrorBody),
     )
 )]
 async fn update_user(
@@ -423,9 +427,6 @@ async fn update_user(
         .map(parse_routing)
         .transpose()?;
     let user = find_user(&state, id).await?;
-    if user.deleted_at.is_some() && changes.is_active == Some(true) {
-        return Err(AdminError::bad("is_active", "the user is deleted"));
-    }
     let user = update(&state, user, |user| {
         if let Some(name) = name {
             user.name = Set(name);
@@ -457,7 +458,7 @@ async fn update_user(
         (status = 200, description = "the deactivated user", body = User),
         (status = 400, description = "`user_id` is not a UUID", body = ErrorBody),
         (status = 401, description = "no or wrong admin token", body = ErrorBody),
-        (status = 404, description = "no such user", body = ErrorBody),
+        (status = 404, description = "no such user, or it was deleted", body = ErrorBody),
     )
 )]
 async fn deactivate_user(
@@ -469,8 +470,9 @@ async fn deactivate_user(
     Ok(Json(user.into()))
 }
 
-/// Deletes a user: inactive for good, every key revoked; usage rows stay. Deleting a
-/// deleted user changes nothing.
+/// Deletes a user: inactive for good, every key revoked; usage rows stay. From then on
+/// `/admin/users/{user_id}` and what is under it answer 404; the list shows the user with
+/// `include_deleted=true`. Deleting a deleted user changes nothing.
 #[utoipa::path(
     delete,
     path = "/admin/users/{user_id}",
@@ -480,7 +482,7 @@ async fn deactivate_user(
         (status = 200, description = "the deleted user", body = User),
         (status = 400, description = "`user_id` is not a UUID", body = ErrorBody),
         (status = 401, description = "no or wrong admin token", body = ErrorBody),
-        (status = 404, description = "no such user", body = ErrorBody),
+        (status = 404, description = "no such user, or it was deleted", body = ErrorBody),
     )
 )]
 async fn delete_user(
@@ -524,7 +526,7 @@ async fn delete_user(
         (status = 200, description = "the budget this month", body = Budget),
         (status = 400, description = "`user_id` is not a UUID", body = ErrorBody),
         (status = 401, description = "no or wrong admin token", body = ErrorBody),
-        (status = 404, description = "no such user", body = ErrorBody),
+        (status = 404, description = "no such user, or it was deleted", body = ErrorBody),
     )
 )]
 async fn get_budget(
@@ -546,7 +548,7 @@ async fn get_budget(
         (status = 200, description = "the budget this month", body = Budget),
         (status = 400, description = "a bad amount, malformed JSON or a malformed `user_id`", body = ErrorBody),
         (status = 401, description = "no or wrong admin token", body = ErrorBody),
-        (status = 404, description = "no such user", body = ErrorBody),
+        (status = 404, description = "no such user, or it was deleted", body = ErrorBody),
     )
 )]
 async fn set_budget(

@@ -122,6 +122,19 @@ impl From<sea_orm::DbErr> for PageError {
     }
 }
 
+/// A count as every console page writes it: `1234567` as `1,234,567`.
+pub fn count(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let body = html! {

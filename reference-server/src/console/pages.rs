@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::charts::{self, Line};
-use super::{Page, PageError, svg};
+use super::{Page, PageError, count, svg};
 
 /// The providers, in the order they are shown.
 const PROVIDERS: [(&str, &str); 2] = [("plan", "Plan"), ("bedrock", "Bedrock")];
@@ -40,19 +40,6 @@ fn list<'a>(value: &'a Value, key: &str) -> &'a [Value] {
 fn to_f64(value: Decimal) -> f64 {
     use rust_decimal::prelude::ToPrimitive;
     value.to_f64().unwrap_or_default()
-}
-
-/// `1234567` as `1,234,567`.
-fn count(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    if n < 0 { format!("-{out}") } else { out }
 }
 
 /// Dollars as the API gives them, with a `$` (6 places: exactly what was recorded).
@@ -707,16 +694,6 @@ fn day_start(page: &Page, date: &str, days: i64) -> Option<String> {
     Some(start.with_timezone(&Utc).to_rfc3339())
 }
 
-const OUTCOMES: [&str; 7] = [
-    "completed",
-    "client_disconnected",
-    "upstream_error",
-    "stream_error",
-    "timeout",
-    "rejected",
-    "shutdown",
-];
-
 /// `/console/requests`: the latest requests, filtered.
 pub(crate) async fn requests(
     page: Page,
@@ -788,7 +765,7 @@ pub(crate) async fn requests(
             label for="r-outcome" { "Outcome" }
             select id="r-outcome" name="outcome" {
                 option value="" { "All" }
-                @for outcome in OUTCOMES { option value=(outcome) selected[selected(&filters.outcome, outcome)] { (outcome) } }
+                @for outcome in usage_layer::Outcome::ALL.map(usage_layer::Outcome::as_str) { option value=(outcome) selected[selected(&filters.outcome, outcome)] { (outcome) } }
             }
             label for="r-start" { "From" }
             input id="r-start" type="date" name="start_date" value=(opt(&filters.start_date));
@@ -1118,6 +1095,17 @@ pub(crate) async fn mappings(page: Page) -> Result<Response, PageError> {
                     td { (mapping.get("description").and_then(Value::as_str).unwrap_or("")) }
                     td { (if active { "yes" } else { "no" }) }
                     @if may_change { td class="actions" {
+                        details class="edit" {
+                            summary { "Edit" span class="visually-hidden" { " the mapping of " (text(mapping, "claude_model")) } }
+                            form data-api=(format!("PATCH /admin/model-mappings/{id}")) {
+                                label for=(format!("bedrock-{id}")) { "Bedrock model id" }
+                                input id=(format!("bedrock-{id}")) name="bedrock_model" required maxlength="256" value=(text(mapping, "bedrock_model"));
+                                label for=(format!("description-{id}")) { "Description" }
+                                input id=(format!("description-{id}")) name="description" data-empty="null" value=(mapping.get("description").and_then(Value::as_str).unwrap_or(""));
+                                button type="submit" { "Save" }
+                                p class="error" role="alert" {}
+                            }
+                        }
                         button type="button" data-api=(format!("PATCH /admin/model-mappings/{id}")) data-body=(if active { r#"{"is_active":false}"# } else { r#"{"is_active":true}"# }) { (if active { "Deactivate" } else { "Activate" }) }
                         button type="button" class="danger" data-api=(format!("DELETE /admin/model-mappings/{id}")) data-confirm=(format!("Delete the mapping of {}?", text(mapping, "claude_model"))) { "Delete" }
                     } }

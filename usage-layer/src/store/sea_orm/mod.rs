@@ -24,7 +24,10 @@ use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, IdenStatic, TransactionTrait};
 
 use self::entity::{token_usage, usage_aggregates};
-pub use self::queries::{BucketRange, ModelCost, Totals, UsageFilter, UsageQueries, UserTotals};
+pub use self::queries::{
+    BucketRange, FallbackCount, ModelCost, OutcomeCount, Outcomes, Totals, UnpricedModel,
+    UsageFilter, UsageQueries, UserTotals,
+};
 use self::rows::{AggregateKey, UsageRow};
 use super::buckets::{BucketType, Buckets};
 use crate::pricing::Pricing;

@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 use sea_orm::sea_query::{
     Alias, Expr, ExprTrait, Func, IntoColumnRef, Order, Query, SelectStatement,
 };
-use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult};
+use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult, QueryResult};
 
 use super::StoreError;
 use super::entity::{token_usage, usage_aggregates};
@@ -169,6 +169,59 @@ pub struct ModelCost {
     pub cost_cache_write_micros: i64,
     /// Cache read cost, micro-USD.
     pub cost_cache_read_micros: i64,
+}
+
+/// How many requests of one provider ended one way.
+/// Ordered by its fields, in their order.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, FromQueryResult)]
+pub struct OutcomeCount {
+    /// The provider.
+    pub provider: String,
+    /// How they ended: `completed`, `client_disconnected`, `upstream_error`, …
+    pub outcome: String,
+    /// Requests.
+    pub requests: i64,
+}
+
+/// The requests one provider served after another failed, for one reason.
+/// Ordered by its fields, in their order.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, FromQueryResult)]
+pub struct FallbackCount {
+    /// The provider that served.
+    pub provider: String,
+    /// The provider tried first.
+    pub from: String,
+    /// Why it was left (`rate_limited`, …); `None` where none was recorded.
+    pub reason: Option<String>,
+    /// Requests.
+    pub requests: i64,
+}
+
+/// A model recorded without a price: its rows cost 0 until they are repriced.
+/// Ordered by its fields, in their order.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, FromQueryResult)]
+pub struct UnpricedModel {
+    /// The provider.
+    pub provider: String,
+    /// The model as recorded.
+    pub model: String,
+    /// Requests.
+    pub requests: i64,
+    /// Uncached input tokens.
+    pub input_tokens: i64,
+    /// Output tokens.
+    pub output_tokens: i64,
+}
+
+/// How the requests of a range ended (from the rows; see [`UsageQueries::outcomes`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcomes {
+    /// Requests per provider and outcome, ordered by provider then outcome.
+    pub outcomes: Vec<OutcomeCount>,
+    /// Fallbacks per serving provider, first provider and reason (in that order).
+    pub fallbacks: Vec<FallbackCount>,
+    /// Models recorded without a price, ordered by provider then model.
+    pub unpriced: Vec<UnpricedModel>,
 }
 
 /// `CAST(COALESCE(SUM(column), 0) AS BIGINT)`: Postgres sums `BIGINT` into `NUMERIC`.
@@ -434,6 +487,79 @@ impl UsageQueries {
     }
 }
 
+impl UsageQueries {
+    /// How the range's requests ended, which fell back and which were recorded without
+    /// a price — from the rows (the aggregates hold none of it), by the range rule.
+    ///
+    /// Each reads an index of usage migration 6: the outcomes the
+    /// `(timestamp, provider, outcome)` index alone, the fallbacks and the unpriced rows
+    /// their partial indexes, so a long range costs one pass over an index and the few
+    /// rows that fell back or have no price.
+    pub async fn outcomes(
+        &self,
+        range: &BucketRange,
+        filter: &UsageFilter,
+    ) -> Result<Outcomes, StoreError> {
+        use super::migration::m20261204_000006_breakdown_indexes::{FALLBACK, UNPRICED};
+        use token_usage::Column::*;
+        let rows = |only: &str| {
+            let mut query = Query::select();
+            query
+                .from(token_usage::Entity)
+                .column(Provider)
+                .expr_as(count_rows(), "requests")
+                .and_where(Expr::col(Timestamp).gte(range.start))
+                .and_where(Expr::col(Timestamp).lt(range.end))
+                .group_by_col(Provider);
+            if !only.is_empty() {
+                query.and_where(Expr::cust(only.to_owned()));
+            }
+            apply_filter(
+                &mut query,
+                filter,
+                Table::Rows,
+                [Provider, UserId, AccessKeyId],
+            );
+            query
+        };
+        let mut outcomes = rows("");
+        outcomes.column(Outcome).group_by_col(Outcome);
+        let mut fallbacks = rows(FALLBACK);
+        fallbacks
+            .expr_as(Expr::col(FallbackFrom), "from")
+            .expr_as(Expr::col(FallbackReason), "reason")
+            .group_by_columns([FallbackFrom, FallbackReason]);
+        let mut unpriced = rows(UNPRICED);
+        unpriced
+            .column(Model)
+            .expr_as(sum(InputTokens), "input_tokens")
+            .expr_as(sum(OutputTokens), "output_tokens")
+            .group_by_col(Model);
+        // Sorted here (by their fields' order), not in SQL: one order on every backend,
+        // whose collations differ.
+        Ok(Outcomes {
+            outcomes: self.read_sorted(&outcomes).await?,
+            fallbacks: self.read_sorted(&fallbacks).await?,
+            unpriced: self.read_sorted(&unpriced).await?,
+        })
+    }
+
+    async fn read_sorted<T: FromQueryResult + Ord>(
+        &self,
+        query: &SelectStatement,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut found = self
+            .db
+            .query_all(query)
+            .await?
+            .iter()
+            .map(|row| T::from_query_result(row, ""))
+            .collect::<Result<Vec<T>, _>>()?;
+        found.sort();
+        Ok(found)
+    }
+}
+
 impl<'a> std::iter::Sum<&'a Totals> for Totals {
     fn sum<I: Iterator<Item = &'a Totals>>(all: I) -> Totals {
         let mut sum = Totals::default();
@@ -442,6 +568,11 @@ impl<'a> std::iter::Sum<&'a Totals> for Totals {
         }
         sum
     }
+}
+
+/// `CAST(COUNT(*) AS BIGINT)` (SQLite and Postgres count in different integer types).
+fn count_rows() -> Expr {
+    Func::cast_as(Func::count(Expr::cust("*")), Alias::new("BIGINT")).into()
 }
 
 /// Narrows `query` by `filter`, on the given columns of its table.

@@ -45,6 +45,10 @@
 //! 5. `m20261203_000005_aggregate_cost_components` — each aggregate's cost by component
 //!    (`total_cost_input_micros`, `…_output_…`, `…_cache_write_…`, `…_cache_read_…`),
 //!    filled from the rows of the buckets that exist.
+//! 6. `m20261204_000006_breakdown_indexes` — indexes on `token_usage` for the breakdowns
+//!    of a range's rows: `(timestamp, provider, outcome)`, and partial indexes on the rows
+//!    that fell back and on the unpriced ones; the first replaces the index on `timestamp`. On Postgres `CREATE INDEX` holds writes to
+//!    `token_usage` while it runs (seconds per million rows): migrate in a quiet moment.
 //!
 //! Every `down` keeps what the older schema cannot hold aside (in a `*_rollback` table,
 //! see [`rollback`]) and the next `up` puts it back, so `up → down → up` loses nothing.
@@ -68,6 +72,7 @@ mod m20250601_000002_aggregate_provider;
 mod m20251201_000003_usage_details;
 mod m20261201_000004_text_ids;
 mod m20261203_000005_aggregate_cost_components;
+pub(crate) mod m20261204_000006_breakdown_indexes;
 pub mod rollback;
 mod schema;
 
@@ -127,6 +132,7 @@ impl MigratorTrait for UsageMigrator {
             Box::new(m20251201_000003_usage_details::Migration),
             Box::new(m20261201_000004_text_ids::Migration),
             Box::new(m20261203_000005_aggregate_cost_components::Migration),
+            Box::new(m20261204_000006_breakdown_indexes::Migration),
         ]
     }
 

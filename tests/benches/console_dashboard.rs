@@ -8,9 +8,10 @@
 //! ```
 //!
 //! The database: 1,000 users, 1,000,000 usage rows spread over a year (2025-12-01 to
-//! 2026-12-01, one every 31.5 s, a third of them Bedrock), written through `SeaOrmStore`
-//! so every bucket type is maintained (a year of hourly aggregates per user and
-//! provider). On SQLite (the server's default; built once into `target/bench-data/` and
+//! 2026-12-01, one every 31.5 s; a third of them Bedrock, a tenth of those after a
+//! fallback from Plan; about 1 % ended early, 1 in 1,000 unpriced), written through
+//! `SeaOrmStore` so every bucket type is maintained (a year of hourly aggregates per user
+//! and provider). On SQLite (the server's default; built once into `target/bench-data/` and
 //! reused), then on a fresh Postgres database at `TEST_DATABASE_URL` when there is one.
 //! Under `cargo test` (no `--bench`) a tiny database and three loads.
 #![allow(clippy::print_stdout, reason = "a benchmark driver prints its table")]
@@ -30,7 +31,7 @@ use usage_layer::sink::UsageStore;
 use usage_layer::store::Buckets;
 use usage_layer::store::sea_orm::SeaOrmStore;
 use usage_layer::store::sea_orm::entity::{token_usage, usage_aggregates};
-use usage_layer::{Caller, Provider};
+use usage_layer::{Caller, Fallback, Outcome, Provider};
 use usage_tests::proxy::{Proxy, Setup, exchange, fixture};
 use usage_tests::{TestDb, record, usage};
 
@@ -51,7 +52,7 @@ fn root() -> PathBuf {
 async fn sqlite(plan: &Plan, dir: &Path) -> String {
     std::fs::create_dir_all(dir).unwrap();
     let file = dir.join(format!(
-        "console-{}-users-{}-rows.sqlite",
+        "console-v2-{}-users-{}-rows.sqlite",
         plan.users, plan.rows
     ));
     let url = format!("sqlite://{}?mode=rwc", file.display());
@@ -97,13 +98,37 @@ async fn fill(db: &DatabaseConnection, plan: &Plan) {
             Provider::PLAN
         };
         let n = i as u64;
-        batch.push(record(
+        // A model without a price now and then (1 in 1,000).
+        let model = if i % 1_000 == 11 {
+            "claude-mystery-1"
+        } else {
+            "claude-sonnet-4-5-20250929"
+        };
+        let mut row = record(
             provider,
             callers[i % plan.users].clone(),
-            "claude-sonnet-4-5-20250929",
+            model,
             usage(2_000 + n % 5_000, 300 + n % 4_000, n % 7 * 1_000, 18_000),
             at,
-        ));
+        );
+        // A tenth of Bedrock's requests fell back from Plan; some ended early.
+        if i % 30 == 0 {
+            row.fallback = Some(Fallback {
+                from: Provider::PLAN,
+                reason: if i % 60 == 0 {
+                    "rate_limited"
+                } else {
+                    "overloaded"
+                }
+                .into(),
+            });
+        }
+        if i % 97 == 5 {
+            row.outcome = Outcome::ClientDisconnected;
+        } else if i % 499 == 7 {
+            row.outcome = Outcome::UpstreamError;
+        }
+        batch.push(row);
         if batch.len() == 1000 {
             store.write_batch(&batch).await.unwrap();
             batch.clear();
@@ -183,6 +208,17 @@ async fn main() {
     measure(&plan, &url).await;
     if let Some(db) = TestDb::postgres_unmigrated().await {
         fill(&db.db, &plan).await;
+        // As autovacuum leaves a table after a million inserts: statistics and the
+        // visibility map (which index-only scans need) up to date.
+        // (One statement per call: VACUUM refuses to run inside a transaction block.)
+        for table in ["token_usage", "usage_aggregates"] {
+            sea_orm::ConnectionTrait::execute_unprepared(
+                &db.db,
+                &format!("VACUUM ANALYZE {table}"),
+            )
+            .await
+            .unwrap();
+        }
         println!("\n### Postgres");
         measure(&plan, &db.url).await;
         db.close().await;

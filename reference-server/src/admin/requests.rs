@@ -3,8 +3,9 @@
 //! fallbacks and the models without a price.
 //!
 //! Both read the usage rows (`token_usage`), not the aggregates: they answer what the
-//! aggregates do not hold. An empty text filter (`?model=`) filters nothing, as an empty
-//! form field means; an empty time or row id is an error, as any other malformed one.
+//! aggregates do not hold. An empty free-text filter (`?model=`) filters nothing, as an
+//! empty form field means; an empty provider, time or row id is an error, as any other
+//! malformed one.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -229,7 +230,7 @@ async fn list_requests(
     if let Some(key) = text_filter(params.access_key_id.as_deref()) {
         condition = condition.add(token_usage::Column::AccessKeyId.eq(key));
     }
-    if let Some(provider) = text_filter(params.provider.as_deref()) {
+    if let Some(provider) = params.provider.as_deref().map(str::trim) {
         if !matches!(provider, "plan" | "bedrock") {
             return Err(AdminError::bad("provider", "plan or bedrock"));
         }

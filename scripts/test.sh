@@ -70,6 +70,10 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 /usr/bin/chromium --headless --no-sandbox --version
 npm ci --prefix tests/console --no-audit --no-fund --loglevel=error
+step "NATS: nats-server with JetStream (each test starts its own on a free port)"
+export NATS_SERVER="${NATS_SERVER:-/usr/sbin/nats-server}"
+[ -x "$NATS_SERVER" ] || { echo "ERROR: $NATS_SERVER is required for the JetStream store's tests (NATS_SERVER names another)" >&2; exit 1; }
+"$NATS_SERVER" --version
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 # moto server: a real CloudWatch API on loopback for the CloudWatch store's tests.
 moto_port=$(free_port)

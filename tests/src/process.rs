@@ -404,3 +404,83 @@ fn as_postgres(program: &Path) -> std::process::Command {
         std::process::Command::new(program)
     }
 }
+
+/// A NATS server with JetStream of one test's own, on a free port, storing in a
+/// directory of its own: stopped (SIGKILL, as a crash) and started again on the same port
+/// and store, as the fleet's faults need. `NATS_SERVER` names the binary (default
+/// `/usr/sbin/nats-server`).
+#[derive(Debug)]
+pub struct NatsServer {
+    dir: tempfile::TempDir,
+    /// The port it listens on.
+    pub port: u16,
+    child: Option<tokio::process::Child>,
+}
+
+impl NatsServer {
+    /// Starts a server and waits until it accepts connections.
+    pub async fn start() -> Self {
+        let mut server = Self {
+            dir: tempfile::tempdir().expect("a directory for JetStream"),
+            port: free_port(),
+            child: None,
+        };
+        server.restart().await;
+        server
+    }
+
+    /// `nats://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to be gone.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+
+    /// Starts the server again (killing a running one first), on the same port and store.
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        let binary =
+            std::env::var_os("NATS_SERVER").unwrap_or_else(|| "/usr/sbin/nats-server".into());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("nats.log"))
+            .expect("the server's log");
+        let child = tokio::process::Command::new(&binary)
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(self.dir.path().join("store"))
+            .stdout(log.try_clone().expect("the log, twice"))
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!("{} does not start: {error}", Path::new(&binary).display())
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not listen on {}",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -1,4 +1,5 @@
-//! A stable, versioned binary form of [`UsageRecord`], for the spool.
+//! A stable, versioned binary form of [`UsageRecord`]: the spool's frames and the JetStream
+//! store's messages (feature `nats`). Other languages can read it from the layout below.
 //!
 //! Hand-written rather than derived: the bytes on disk must outlive code changes, so the
 //! layout is spelled out here and nowhere else. Version 2, all integers little-endian:
@@ -43,14 +44,15 @@ use crate::anthropic::{BedrockMetrics, ParseIssue, Usage};
 use crate::format::Format;
 use crate::record::{Caller, Fallback, Labels, Outcome, Provider, RequestId, UsageRecord};
 
-const VERSION: u8 = 2;
+/// The version this code writes (the payload's first byte).
+pub const VERSION: u8 = 2;
 /// The first version, still decoded.
 const VERSION_1: u8 = 1;
 
 /// Why bytes did not decode into a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub(crate) enum DecodeError {
+pub enum DecodeError {
     /// The bytes ended before the record did.
     #[error("record truncated")]
     Truncated,
@@ -66,7 +68,7 @@ pub(crate) enum DecodeError {
 }
 
 /// Appends `record`'s encoding to `out`.
-pub(crate) fn encode(record: &UsageRecord, out: &mut Vec<u8>) {
+pub fn encode(record: &UsageRecord, out: &mut Vec<u8>) {
     let UsageRecord {
         request_id,
         caller,
@@ -135,7 +137,7 @@ pub(crate) fn encode(record: &UsageRecord, out: &mut Vec<u8>) {
 }
 
 /// Decodes one record that fills `bytes` exactly (of this version or version 1).
-pub(crate) fn decode(bytes: &[u8]) -> Result<UsageRecord, DecodeError> {
+pub fn decode(bytes: &[u8]) -> Result<UsageRecord, DecodeError> {
     let mut r = Reader(bytes);
     let version = r.u8()?;
     let v1 = match version {

@@ -25,7 +25,7 @@
 )]
 
 #[cfg(feature = "writer")]
-mod codec;
+pub mod codec;
 mod memory;
 #[cfg(feature = "metrics")]
 pub mod metrics;

@@ -4,11 +4,15 @@
 //! * `sea_orm` (feature `sea-orm`) — `token_usage` rows and `usage_aggregates` buckets
 //!   on Postgres or SQLite.
 //! * `cloudwatch` (feature `cloudwatch`) — per-provider CloudWatch metrics.
+//! * `nats` (feature `nats`) — records published to NATS JetStream, and the ingester that
+//!   writes them from there through another store.
 
 #[cfg(feature = "sea-orm")]
 mod buckets;
 #[cfg(feature = "cloudwatch")]
 pub mod cloudwatch;
+#[cfg(feature = "nats")]
+pub mod nats;
 #[cfg(feature = "sea-orm")]
 pub mod sea_orm;
 

@@ -75,6 +75,10 @@ pub enum Command {
     /// users, access keys (they keep working with the same PROXY_KEY_HASHER_SECRET),
     /// their Bedrock keys, model mappings, usage rows and aggregates. Idempotent.
     ImportOriginal(Box<ImportArgs>),
+    /// Write the usage records a fleet of proxies publishes to NATS JetStream into the
+    /// database: a durable pull consumer shared by every ingester, acknowledging after
+    /// each commit. `/health` on `--bind` reports its progress and lag.
+    Ingest(Box<IngestArgs>),
     /// See the whole flow locally: stand-ins for both upstreams, no credentials needed.
     Demo {
         /// Where the demo's database and secrets go.
@@ -213,6 +217,68 @@ impl Routing {
     }
 }
 
+/// `ingest`: from JetStream into the database.
+#[derive(Clone, Debug, Args)]
+pub struct IngestArgs {
+    /// The database the records are written to.
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// The NATS server(s): `nats://host:port`, comma-separated.
+    #[arg(long = "nats", env = "PROXY_NATS_URL")]
+    pub nats_url: String,
+    /// The JetStream stream the proxies publish to (created when missing).
+    #[arg(long, env = "PROXY_NATS_STREAM", default_value = "USAGE")]
+    pub stream: String,
+    /// The durable consumer the ingesters share.
+    #[arg(long, env = "PROXY_NATS_CONSUMER", default_value = "usage-ingest")]
+    pub consumer: String,
+    /// Records written at most per transaction.
+    #[arg(long, env = "PROXY_INGEST_MAX_BATCH", default_value_t = 500)]
+    pub max_batch: usize,
+    /// Where `/health` is served (JSON: written, batches, lag).
+    #[arg(long, env = "PROXY_INGEST_BIND", default_value = "127.0.0.1:9090")]
+    pub bind: SocketAddr,
+    /// Prices and usage buckets: the proxies' (the ingester prices and buckets what it
+    /// writes).
+    #[command(flatten)]
+    pub usage: UsageArgs,
+}
+
+/// How usage is priced and bucketed: the same for `serve` and `ingest`.
+#[derive(Clone, Debug, Args)]
+pub struct UsageArgs {
+    /// Price overrides (provider- or region-keyed JSON), merged into the built-in prices.
+    #[arg(long, env = "PROXY_MODEL_PRICING")]
+    pub model_pricing: Option<String>,
+    /// Plan price overrides (model-keyed JSON).
+    #[arg(long, env = "PROXY_PLAN_PRICING")]
+    pub plan_pricing: Option<String>,
+    /// IANA time zone of usage buckets and budget months.
+    #[arg(long, env = "PROXY_USAGE_TIMEZONE", default_value = "UTC")]
+    pub usage_timezone: chrono_tz::Tz,
+    /// First day of a usage week.
+    #[arg(long, env = "PROXY_USAGE_WEEK_START", default_value = "monday")]
+    pub usage_week_start: chrono::Weekday,
+}
+
+impl UsageArgs {
+    /// The built-in prices with the overrides merged in.
+    pub fn prices(
+        &self,
+    ) -> Result<usage_layer::pricing::PriceCatalog, usage_layer::pricing::PricingError> {
+        crate::pricing_env::merge(
+            usage_layer::pricing::PriceCatalog::defaults(),
+            self.model_pricing.as_deref(),
+            self.plan_pricing.as_deref(),
+        )
+    }
+
+    /// The usage buckets.
+    pub fn buckets(&self) -> usage_layer::store::Buckets {
+        usage_layer::store::Buckets::new(self.usage_timezone, self.usage_week_start)
+    }
+}
+
 /// Where state lives: the database, and the directory for generated secrets.
 #[derive(Clone, Debug, Args)]
 pub struct StateArgs {
@@ -329,18 +395,9 @@ pub struct ServeArgs {
     /// JSON: requested model → Bedrock model id, merged into the defaults.
     #[arg(long, env = "PROXY_BEDROCK_MODEL_MAPPING")]
     pub bedrock_model_mapping: Option<String>,
-    /// Price overrides (provider- or region-keyed JSON), merged into the built-in prices.
-    #[arg(long, env = "PROXY_MODEL_PRICING")]
-    pub model_pricing: Option<String>,
-    /// Plan price overrides (model-keyed JSON).
-    #[arg(long, env = "PROXY_PLAN_PRICING")]
-    pub plan_pricing: Option<String>,
-    /// IANA time zone of usage buckets and budget months.
-    #[arg(long, env = "PROXY_USAGE_TIMEZONE", default_value = "UTC")]
-    pub usage_timezone: chrono_tz::Tz,
-    /// First day of a usage week.
-    #[arg(long, env = "PROXY_USAGE_WEEK_START", default_value = "monday")]
-    pub usage_week_start: chrono::Weekday,
+    /// Prices and usage buckets.
+    #[command(flatten)]
+    pub usage: UsageArgs,
     /// Seconds to connect to Plan.
     #[arg(
         long = "plan-connect-timeout",

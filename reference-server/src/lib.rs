@@ -22,6 +22,7 @@ pub mod demo;
 pub mod entity;
 pub mod error;
 pub mod import;
+pub mod ingest;
 pub mod keys;
 pub mod listen;
 pub mod live;

@@ -118,6 +118,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             reference_server::demo::run(&dir, serve.then_some(bind)).await
         }
         Command::ImportOriginal(args) => reference_server::server::import_original(*args).await,
+        Command::Ingest(args) => reference_server::ingest::run(*args).await,
         Command::Keys(KeysCommand::Create { state, user, name }) => {
             let (db, hasher) = open_state(&state).await?;
             let (id, key) = KeyStore::new(db, hasher).issue(user, name).await?;

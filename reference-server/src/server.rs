@@ -9,9 +9,8 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use usage_layer::pricing::{PriceCatalog, Pricing};
+use usage_layer::pricing::Pricing;
 use usage_layer::sink::{BatchWriter, SpoolConfig, WriterConfig, WriterHandle};
-use usage_layer::store::Buckets;
 use usage_layer::store::cloudwatch::CloudWatchStore;
 use usage_layer::store::sea_orm::SeaOrmStore;
 
@@ -218,7 +217,7 @@ impl Server {
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("installing the SIGTERM handler");
@@ -294,11 +293,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         "admin token",
     )?
     .parse()?;
-    let base_prices = crate::pricing_env::merge(
-        PriceCatalog::defaults(),
-        args.model_pricing.as_deref(),
-        args.plan_pricing.as_deref(),
-    )?;
+    let base_prices = args.usage.prices()?;
     let configured_mapping =
         ModelMapping::from_entries([]).with_overrides(args.bedrock_model_mapping.as_deref())?;
     let base_mapping =
@@ -309,7 +304,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         live_start(&live, &base_mapping, &configured_mapping).await;
     }
     let pricing = live.pricing().clone();
-    let buckets = Buckets::new(args.usage_timezone, args.usage_week_start);
+    let buckets = args.usage.buckets();
     let store = SeaOrmStore::new(db.clone(), pricing.clone(), buckets);
     let queries = store.queries();
     let pending = PendingSpend::new(pricing.clone());

@@ -233,3 +233,74 @@ fn subjects_hold_any_provider_as_one_token() {
     assert_eq!(config.subject("a.b *>c"), "usage.records.a_b___c");
     assert_eq!(config.subject(""), "usage.records._");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ingest_command_writes_what_the_proxies_publish_and_reports_it() {
+    let server = NatsServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("usage.db").display()
+    );
+    let port = usage_tests::process::free_port();
+    let mut ingest = tokio::process::Command::new(usage_tests::process::server_binary())
+        .args([
+            "ingest",
+            &format!("--nats={}", server.url()),
+            &format!("--database-url={database_url}"),
+            &format!("--bind=127.0.0.1:{port}"),
+        ])
+        .env("PROXY_STATE_DIR", dir.path())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("reference-server ingest starts");
+    let sent = records(120);
+    let nats = NatsStore::new(client(&server).await, NatsConfig::default());
+    nats.write_batch(&sent).await.unwrap();
+
+    let health_url = format!("http://127.0.0.1:{port}/health");
+    let mut health = serde_json::Value::Null;
+    for _ in 0..1200 {
+        if let Ok(response) = get_json(&health_url).await {
+            health = response;
+            if health["written"] == 120 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(health["written"], 120, "{health}");
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["lag"]["pending"], 0, "{health}");
+    assert_eq!(health["undecodable"], 0, "{health}");
+
+    let db = TestDb::attach(
+        sea_orm::Database::connect(&database_url).await.unwrap(),
+        database_url.clone(),
+    );
+    assert_once_each(&rows(&db).await, &sent);
+    assert_aggregates_match_rows(&db, &Buckets::default()).await;
+    // SIGTERM: it stops after the batch in hand.
+    usage_tests::process::signal(ingest.id().unwrap(), "TERM");
+    let status = ingest.wait().await.unwrap();
+    assert!(status.success(), "{status}");
+}
+
+/// `GET url` as JSON.
+async fn get_json(url: &str) -> Result<serde_json::Value, String> {
+    use http_body_util::BodyExt;
+    let response = usage_tests::proxy::client()
+        .request(
+            http::Request::get(url)
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .map_err(|error| error.to_string())?;
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    serde_json::from_slice(&body.to_bytes()).map_err(|error| error.to_string())
+}

@@ -182,15 +182,15 @@ impl UsageStore for NatsStore {
     async fn write_batch(&self, batch: &[UsageRecord]) -> Result<(), NatsError> {
         self.ensure_stream().await?;
         let mut pending: Vec<(String, PublishAckFuture)> = Vec::with_capacity(batch.len());
+        let mut headers = HeaderMap::new();
+        headers.insert(VERSION_HEADER, codec::VERSION.to_string().as_str());
         for record in batch {
             let request_id = record.request_id.to_string();
             let mut payload = Vec::with_capacity(256);
             codec::encode(record, &mut payload);
-            let mut headers = HeaderMap::new();
-            headers.insert(VERSION_HEADER, codec::VERSION.to_string().as_str());
             let message = jetstream::message::PublishMessage::build()
                 .payload(Bytes::from(payload))
-                .headers(headers)
+                .headers(headers.clone())
                 .message_id(&request_id);
             let subject = self.config.subject(recorded_provider(record).as_str());
             let ack = self

@@ -502,7 +502,8 @@ impl UsageQueries {
     ) -> Result<Outcomes, StoreError> {
         use super::migration::m20261204_000006_breakdown_indexes::{FALLBACK, UNPRICED};
         use token_usage::Column::*;
-        let rows = |only: &str| {
+        // The range's rows (narrowed by `only`, a partial index's condition), per provider.
+        let per_provider = |only: Option<&str>| {
             let mut query = Query::select();
             query
                 .from(token_usage::Entity)
@@ -511,8 +512,8 @@ impl UsageQueries {
                 .and_where(Expr::col(Timestamp).gte(range.start))
                 .and_where(Expr::col(Timestamp).lt(range.end))
                 .group_by_col(Provider);
-            if !only.is_empty() {
-                query.and_where(Expr::cust(only.to_owned()));
+            if let Some(condition) = only {
+                query.and_where(Expr::cust(condition.to_owned()));
             }
             apply_filter(
                 &mut query,
@@ -522,14 +523,14 @@ impl UsageQueries {
             );
             query
         };
-        let mut outcomes = rows("");
+        let mut outcomes = per_provider(None);
         outcomes.column(Outcome).group_by_col(Outcome);
-        let mut fallbacks = rows(FALLBACK);
+        let mut fallbacks = per_provider(Some(FALLBACK));
         fallbacks
             .expr_as(Expr::col(FallbackFrom), "from")
             .expr_as(Expr::col(FallbackReason), "reason")
             .group_by_columns([FallbackFrom, FallbackReason]);
-        let mut unpriced = rows(UNPRICED);
+        let mut unpriced = per_provider(Some(UNPRICED));
         unpriced
             .column(Model)
             .expr_as(sum(InputTokens), "input_tokens")

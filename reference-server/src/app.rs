@@ -91,6 +91,8 @@ pub struct AppState {
     pub admin_token: crate::config::Secret,
     /// The usage writer (its backlog is reported by `/health`).
     pub usage_writer: usage_layer::sink::BatchWriter,
+    /// This proxy's fleet, with `--usage-transport` (shown by `/health`).
+    pub fleet: Option<crate::fleet::Fleet>,
     /// The Prometheus recorder `/metrics` renders; `None` when metrics are off.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Whether the database answers, and whether it is migrated.
@@ -388,6 +390,9 @@ pub(crate) async fn health(State(state): State<Arc<AppState>>) -> axum::Json<ser
     if plan_circuit != "closed" {
         reasons.push("plan_circuit_open");
     }
+    if state.fleet.as_ref().is_some_and(|fleet| !fleet.is_synced()) {
+        reasons.push("fleet_local_view");
+    }
     axum::Json(serde_json::json!({
         "status": if reasons.is_empty() { "ok" } else { "degraded" },
         "reasons": reasons,
@@ -396,6 +401,11 @@ pub(crate) async fn health(State(state): State<Arc<AppState>>) -> axum::Json<ser
             "migrated": state.database.is_migrated(),
         },
         "connections": state.connections.json(),
+        "fleet": state.fleet.as_ref().map(|fleet| {
+            let mut json = fleet.json();
+            json["pending_spend_requests"] = state.budget.pending_requests().into();
+            json
+        }),
         "plan": {
             "circuit": plan_circuit,
             "keys_circuit_open": breakers.keys_open(),

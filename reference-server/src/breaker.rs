@@ -191,6 +191,8 @@ pub struct Breakers {
     config: BreakerConfig,
     plan: Mutex<Circuit>,
     keys: Mutex<HashMap<Uuid, Circuit>>,
+    /// Where circuits opened here are announced, and opened elsewhere are learnt.
+    fleet: Option<crate::fleet::Fleet>,
 }
 
 impl Breakers {
@@ -200,12 +202,28 @@ impl Breakers {
             config,
             plan: Mutex::default(),
             keys: Mutex::default(),
+            fleet: None,
         }
+    }
+
+    /// Shares circuits with the fleet: one opened on any proxy skips Plan on all until its
+    /// time is up (see [`crate::fleet`]).
+    pub fn with_fleet(mut self, fleet: crate::fleet::Fleet) -> Self {
+        self.fleet = Some(fleet);
+        self
     }
 
     /// Lets a request for `key` ask Plan (with a ticket to report how it went), or says
     /// why it must not.
     pub fn admit(&self, key: Uuid) -> Result<Ticket<'_>, Skipped> {
+        if let Some(fleet) = &self.fleet {
+            if fleet.circuit_open(None) {
+                return Err(Skipped::PlanCircuitOpen);
+            }
+            if fleet.circuit_open(Some(key)) {
+                return Err(Skipped::KeyCircuitOpen);
+            }
+        }
         let now = Instant::now();
         let plan = lock(&self.plan).admit(now);
         if plan == Admit::Skip {
@@ -231,6 +249,13 @@ impl Breakers {
 
     /// Plan's circuit: `closed`, `open` or `half_open`.
     pub fn plan_state(&self) -> &'static str {
+        if self
+            .fleet
+            .as_ref()
+            .is_some_and(|fleet| fleet.circuit_open(None))
+        {
+            return "open";
+        }
         lock(&self.plan).name(Instant::now())
     }
 
@@ -261,12 +286,18 @@ impl Breakers {
                             "Plan failing for everyone: its circuit is open, Plan is skipped"
                         );
                         opened("plan");
+                        if let Some(fleet) = &self.fleet {
+                            fleet.circuit_opened(None, config.open_for);
+                        }
                     }
                 }
                 Verdict::Answered => {
                     if plan.answered(ticket.plan_probe) {
                         tracing::info!("Plan answers again: its circuit is closed");
                         closed("plan");
+                        if let Some(fleet) = &self.fleet {
+                            fleet.circuit_closed(None);
+                        }
                     }
                 }
                 Verdict::Neutral if ticket.plan_probe => plan.abandoned(),
@@ -285,6 +316,9 @@ impl Breakers {
                         "Plan failing for this key: its circuit is open, Plan is skipped for it"
                     );
                     opened("key");
+                    if let Some(fleet) = &self.fleet {
+                        fleet.circuit_opened(Some(ticket.key), config.open_for);
+                    }
                 }
             }
             Verdict::Answered => {
@@ -292,6 +326,9 @@ impl Breakers {
                     if circuit.answered(ticket.key_probe) {
                         tracing::info!(key = %ticket.key, "Plan answers this key again: its circuit is closed");
                         closed("key");
+                        if let Some(fleet) = &self.fleet {
+                            fleet.circuit_closed(Some(ticket.key));
+                        }
                     }
                     if circuit.is_idle() {
                         keys.remove(&ticket.key);

@@ -3,10 +3,13 @@
 //! Plan is a fixed subscription; only Bedrock usage counts. The writer keeps the database
 //! off the response path, so the last second of usage may not be stored yet when the next
 //! request is checked: [`PendingSpend`] counts a Bedrock record's cost from the moment it
-//! is recorded until its batch is written ([`SettlingStore`]).
+//! is recorded until its batch is written ([`SettlingStore`]). In a fleet
+//! ([`crate::fleet`]) the pending spend is the fleet's: each proxy shares what it records,
+//! and the ingester clears what it has stored.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use usage_layer::pricing::{Pricing, to_micros};
@@ -27,25 +30,62 @@ use crate::entity::users;
 pub struct PendingSpend {
     pricing: Pricing,
     pending: Mutex<Pending>,
+    /// Where recorded spend is shared, in a fleet.
+    fleet: OnceLock<crate::fleet::Fleet>,
+}
+
+/// One request's pending cost: whose, how much, since when.
+#[derive(Debug)]
+struct Entry {
+    user: Uuid,
+    micros: i64,
+    since: Instant,
 }
 
 #[derive(Debug, Default)]
 struct Pending {
     by_user: HashMap<Uuid, i64>,
-    by_request: HashMap<String, (Uuid, i64)>,
+    by_request: HashMap<String, Entry>,
 }
 
 impl Pending {
     fn take(&mut self, request_id: &str) {
-        if let Some((user, micros)) = self.by_request.remove(request_id)
-            && let Some(pending) = self.by_user.get_mut(&user)
-        {
+        if let Some(entry) = self.by_request.remove(request_id) {
+            self.subtract(entry.user, entry.micros);
+        }
+    }
+
+    fn subtract(&mut self, user: Uuid, micros: i64) {
+        if let Some(pending) = self.by_user.get_mut(&user) {
             *pending -= micros;
             if *pending <= 0 {
                 self.by_user.remove(&user);
             }
         }
     }
+
+    fn insert(&mut self, request_id: &str, user: Uuid, micros: i64) {
+        self.take(request_id);
+        let since = Instant::now();
+        self.by_request.insert(
+            request_id.to_owned(),
+            Entry {
+                user,
+                micros,
+                since,
+            },
+        );
+        *self.by_user.entry(user).or_insert(0) += micros;
+    }
+}
+
+/// The user a record's Bedrock cost counts against, if it is Bedrock's (by the stores'
+/// rule: a record naming no provider is Bedrock's) and names a user.
+pub fn bedrock_user(record: &UsageRecord) -> Option<Uuid> {
+    if *recorded_provider(record) != Provider::BEDROCK {
+        return None;
+    }
+    record.caller.user_id.as_deref()?.parse().ok()
 }
 
 impl PendingSpend {
@@ -54,7 +94,45 @@ impl PendingSpend {
         Arc::new(Self {
             pricing: pricing.into(),
             pending: Mutex::default(),
+            fleet: OnceLock::new(),
         })
+    }
+
+    /// Shares what is recorded here with the fleet, and counts what the fleet shares
+    /// ([`crate::fleet::Fleet::run`]); records are then settled by the ingester, not by a
+    /// store here.
+    pub fn share_with(&self, fleet: crate::fleet::Fleet) {
+        let _ = self.fleet.set(fleet);
+    }
+
+    /// A request's pending cost, as shared by a proxy of the fleet (this one included).
+    pub fn insert(&self, request_id: &str, user: Uuid, micros: i64) {
+        self.lock().insert(request_id, user, micros);
+    }
+
+    /// A request's cost is no longer pending (stored, as the fleet says).
+    pub fn take(&self, request_id: &str) {
+        self.lock().take(request_id);
+    }
+
+    /// Forgets what has been pending longer than `max_age` (its record was lost, or its
+    /// clearing was).
+    pub fn prune(&self, max_age: Duration) {
+        let mut pending = self.lock();
+        let stale: Vec<String> = pending
+            .by_request
+            .iter()
+            .filter(|(_, entry)| entry.since.elapsed() > max_age)
+            .map(|(request_id, _)| request_id.clone())
+            .collect();
+        for request_id in stale {
+            pending.take(&request_id);
+        }
+    }
+
+    /// How many requests' costs are pending.
+    pub fn requests(&self) -> usize {
+        self.lock().by_request.len()
     }
 
     /// The pending micro-USD of a user.
@@ -64,11 +142,7 @@ impl PendingSpend {
 
     /// A Bedrock record's user and cost (priced as the store prices it: `price_record`).
     fn cost(&self, record: &UsageRecord) -> Option<(Uuid, i64)> {
-        // Bedrock's, by the stores' rule (a record naming no provider is Bedrock's).
-        if *recorded_provider(record) != Provider::BEDROCK {
-            return None;
-        }
-        let user = record.caller.user_id.as_deref()?.parse().ok()?;
+        let user = bedrock_user(record)?;
         let price = self
             .pricing
             .current()
@@ -80,12 +154,10 @@ impl PendingSpend {
         let Some((user, micros)) = self.cost(record) else {
             return;
         };
-        let mut pending = self.lock();
-        pending.take(record.request_id.as_str());
-        pending
-            .by_request
-            .insert(record.request_id.as_str().to_owned(), (user, micros));
-        *pending.by_user.entry(user).or_insert(0) += micros;
+        self.insert(record.request_id.as_str(), user, micros);
+        if let Some(fleet) = self.fleet.get() {
+            fleet.spend_recorded(record.request_id.as_str(), user, micros);
+        }
     }
 
     fn written(&self, records: &[UsageRecord]) {
@@ -113,26 +185,45 @@ impl UsageSink for PendingSink {
     }
 }
 
-/// The store half: once a batch is written, its records are no longer pending.
-#[derive(Debug)]
-pub struct SettlingStore<S> {
-    inner: S,
-    pending: Arc<PendingSpend>,
+/// What learns that records are in the database: a proxy's own [`PendingSpend`], or, in
+/// a fleet's ingester, the fleet's pending spend ([`crate::fleet::Fleet`]).
+pub trait Settle: Send + Sync + 'static {
+    /// `records` were written.
+    fn settle(&self, records: &[UsageRecord]) -> impl Future<Output = ()> + Send;
 }
 
-impl<S> SettlingStore<S> {
+impl Settle for Arc<PendingSpend> {
+    async fn settle(&self, records: &[UsageRecord]) {
+        self.written(records);
+    }
+}
+
+impl Settle for crate::fleet::Fleet {
+    async fn settle(&self, records: &[UsageRecord]) {
+        self.spend_stored(records).await;
+    }
+}
+
+/// The store half: once a batch is written, its records are no longer pending.
+#[derive(Debug)]
+pub struct SettlingStore<S, T = Arc<PendingSpend>> {
+    inner: S,
+    pending: T,
+}
+
+impl<S, T> SettlingStore<S, T> {
     /// Wraps `inner`.
-    pub fn new(inner: S, pending: Arc<PendingSpend>) -> Self {
+    pub fn new(inner: S, pending: T) -> Self {
         Self { inner, pending }
     }
 }
 
-impl<S: UsageStore> UsageStore for SettlingStore<S> {
+impl<S: UsageStore, T: Settle> UsageStore for SettlingStore<S, T> {
     type Error = S::Error;
 
     async fn write_batch(&self, batch: &[UsageRecord]) -> Result<(), S::Error> {
         self.inner.write_batch(batch).await?;
-        self.pending.written(batch);
+        self.pending.settle(batch).await;
         Ok(())
     }
 }
@@ -177,6 +268,11 @@ impl Budget {
     /// Budgets read from `queries`, plus `pending`.
     pub fn new(queries: UsageQueries, pending: Arc<PendingSpend>) -> Self {
         Self { queries, pending }
+    }
+
+    /// How many requests' Bedrock costs are pending (recorded, not yet stored).
+    pub fn pending_requests(&self) -> usize {
+        self.pending.requests()
     }
 
     /// `user`'s Bedrock spend this month (stored + pending) against their limit.

@@ -224,7 +224,7 @@ pub struct IngestArgs {
     #[command(flatten)]
     pub state: StateArgs,
     /// The NATS server(s): `nats://host:port`, comma-separated.
-    #[arg(long = "nats", env = "PROXY_NATS_URL")]
+    #[arg(long = "nats", env = "PROXY_NATS_URL", value_parser = nats_url)]
     pub nats_url: String,
     /// The JetStream stream the proxies publish to (created when missing).
     #[arg(long, env = "PROXY_NATS_STREAM", default_value = "USAGE")]
@@ -566,6 +566,33 @@ pub struct ServeArgs {
     /// The most bytes the usage spool may take; records beyond are lost (logged and counted).
     #[arg(long, env = "PROXY_USAGE_SPOOL_MAX_BYTES", default_value_t = 1 << 30)]
     pub usage_spool_max_bytes: u64,
+    /// Makes this proxy a fleet member: `nats://host:port` (comma-separated for a
+    /// cluster). Usage records are published to JetStream for `reference-server ingest`
+    /// instead of being written to the database, and cooldowns, circuits, pending Bedrock
+    /// spend and revocations are shared with the other proxies. Unset: one process, usage
+    /// written by this proxy.
+    #[arg(long, env = "PROXY_USAGE_TRANSPORT", value_parser = nats_url)]
+    pub usage_transport: Option<String>,
+    /// The JetStream stream usage records are published to (with `--usage-transport`).
+    #[arg(long, env = "PROXY_NATS_STREAM", default_value = "USAGE")]
+    pub nats_stream: String,
+}
+
+/// A `nats://` (or `tls://`) server list.
+fn nats_url(value: &str) -> Result<String, String> {
+    let servers: Vec<&str> = value.split(',').map(str::trim).collect();
+    let valid = servers.iter().all(|server| {
+        ["nats://", "tls://"].iter().any(|scheme| {
+            server
+                .strip_prefix(scheme)
+                .is_some_and(|rest| !rest.is_empty())
+        })
+    });
+    if valid {
+        Ok(servers.join(","))
+    } else {
+        Err("expected nats://host:port (or tls://host:port), comma-separated".to_owned())
+    }
 }
 
 impl ServeArgs {

@@ -2,6 +2,9 @@
 //! written into the database through the sea-orm store (see
 //! [`usage_layer::store::nats::Ingester`]).
 //!
+//! Once a batch has committed, the Bedrock spend of its records is deleted from the
+//! fleet's pending spend ([`crate::fleet`]): the budgets read it from the database now.
+//!
 //! Prices are applied here, when a record is written (as the store does in a single
 //! proxy): the ingester reads the same price overrides and the same `model_prices` table
 //! as the proxies, reloaded every few seconds. `/health` on `--bind` answers JSON: the
@@ -23,8 +26,10 @@ use usage_layer::store::nats::{IngestConfig, IngestHandle, Ingester, NatsConfig}
 use usage_layer::store::sea_orm::SeaOrmStore;
 
 use crate::bedrock::ModelMapping;
+use crate::budget::SettlingStore;
 use crate::config::IngestArgs;
 use crate::database;
+use crate::fleet::Fleet;
 use crate::live::LiveConfig;
 
 /// How often prices are read again, and the throughput is sampled.
@@ -63,6 +68,8 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     config.stream = stream;
     config.consumer = args.consumer.clone();
     config.max_batch = args.max_batch.max(1);
+    // Once a batch commits, its Bedrock records' spend is no longer pending in the fleet.
+    let store = SettlingStore::new(store, Fleet::new(client.clone()));
     let ingester = Ingester::new(client, store, config)
         .await
         .context("the JetStream stream and consumer")?;

@@ -216,6 +216,7 @@ pub struct KeyStore {
     timeout: Duration,
     cache_file: Option<PathBuf>,
     stale_warnings: Arc<Throttle>,
+    fleet: Option<crate::fleet::Fleet>,
 }
 
 impl KeyStore {
@@ -229,7 +230,15 @@ impl KeyStore {
             timeout: Duration::from_secs(2),
             cache_file: None,
             stale_warnings: Arc::default(),
+            fleet: None,
         }
+    }
+
+    /// Refuses, from the cache, keys the fleet says were revoked (or whose user was
+    /// deactivated) after the database last accepted them (see [`crate::fleet`]).
+    pub fn with_fleet(mut self, fleet: Option<crate::fleet::Fleet>) -> Self {
+        self.fleet = fleet;
+        self
     }
 
     /// Shares `health` (the database's state) and gives up a lookup after `timeout`.
@@ -308,6 +317,15 @@ impl KeyStore {
             .keys
             .get(&hash)
             .filter(|known| known.is_fresh() && !known.caller.is_expired(Utc::now()))
+            .filter(|known| {
+                !self.fleet.as_ref().is_some_and(|fleet| {
+                    fleet.revoked_since(
+                        known.caller.key_id,
+                        known.caller.user.id,
+                        known.confirmed_at.timestamp_millis(),
+                    )
+                })
+            })
             .map(|known| known.caller.clone());
         if self.health.is_down()
             && let Some(caller) = known

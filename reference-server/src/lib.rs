@@ -21,6 +21,7 @@ pub mod deadline;
 pub mod demo;
 pub mod entity;
 pub mod error;
+pub mod fleet;
 pub mod import;
 pub mod ingest;
 pub mod keys;

@@ -37,33 +37,42 @@ use crate::error::anthropic_error;
 use crate::keys::Authenticated;
 use crate::plan::{Opening, PlanClient, PlanFailure, open_stream};
 
-/// Access keys whose Plan requests wait until a `retry-after` has passed.
+/// Access keys whose Plan requests wait until a `retry-after` has passed: here, and in
+/// a fleet on every proxy ([`crate::fleet`]).
 #[derive(Debug, Default)]
 pub struct Cooldowns {
     until: Mutex<HashMap<Uuid, Instant>>,
+    fleet: Option<crate::fleet::Fleet>,
 }
 
 impl Cooldowns {
-    /// Whether `key` is cooling down now.
+    /// Whether `key` is cooling down now (here or anywhere in the fleet).
     pub fn active(&self, key: Uuid) -> bool {
         let mut until = self.until.lock().unwrap_or_else(|p| p.into_inner());
-        match until.get(&key) {
+        let here = match until.get(&key) {
             Some(&end) if end > Instant::now() => true,
             Some(_) => {
                 until.remove(&key);
                 false
             }
             None => false,
-        }
+        };
+        here || self
+            .fleet
+            .as_ref()
+            .is_some_and(|fleet| fleet.cooling_down(key))
     }
 
     /// Skips Plan for `key` for `duration`.
     pub fn start(&self, key: Uuid, duration: Duration) {
-        let mut until = self.until.lock().unwrap_or_else(|p| p.into_inner());
         // A huge configured maximum must not overflow the clock: cap at a year.
-        let end = Instant::now().checked_add(duration.min(Duration::from_secs(365 * 24 * 3600)));
-        if let Some(end) = end {
+        let duration = duration.min(Duration::from_secs(365 * 24 * 3600));
+        let mut until = self.until.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(end) = Instant::now().checked_add(duration) {
             until.insert(key, end);
+        }
+        if let Some(fleet) = &self.fleet {
+            fleet.cooldown(key, duration);
         }
     }
 }
@@ -255,6 +264,13 @@ impl Router {
     /// With these circuit breaker settings.
     pub fn with_breakers(mut self, breakers: Breakers) -> Self {
         self.breakers = breakers;
+        self
+    }
+
+    /// Shares cooldowns and circuits with the fleet (after [`with_breakers`](Self::with_breakers)).
+    pub fn with_fleet(mut self, fleet: crate::fleet::Fleet) -> Self {
+        self.cooldowns.fleet = Some(fleet.clone());
+        self.breakers = self.breakers.with_fleet(fleet);
         self
     }
 

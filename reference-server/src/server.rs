@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use usage_layer::pricing::Pricing;
 use usage_layer::sink::{BatchWriter, SpoolConfig, WriterConfig, WriterHandle};
 use usage_layer::store::cloudwatch::CloudWatchStore;
+use usage_layer::store::nats::{NatsConfig, NatsStore};
 use usage_layer::store::sea_orm::SeaOrmStore;
 
 use crate::app::{AppState, Limits, UpstreamBodies, app};
@@ -233,7 +234,7 @@ const SPOOL_REPORT_INTERVAL: Duration = Duration::from_secs(30);
 /// Logs the usage writer's backlog while records wait in its spool (the database is
 /// down or slow), and records lost since the last report, each interval. (The writer
 /// itself logs its failed replays, and when the spool is empty again.)
-async fn report_spool(writer: BatchWriter) {
+async fn report_spool(writer: BatchWriter, store: &'static str) {
     let mut every = tokio::time::interval(SPOOL_REPORT_INTERVAL);
     let mut lost_before = 0;
     loop {
@@ -252,7 +253,7 @@ async fn report_spool(writer: BatchWriter) {
                 lost,
                 lost_since_last_report = lost - lost_before,
                 lost_spool_full = stats.spool_refused,
-                "usage database unavailable or behind: records waiting in the spool, or lost"
+                "usage {store} unavailable or behind: records waiting in the spool, or lost"
             );
         }
         lost_before = lost;
@@ -279,6 +280,19 @@ async fn cloudwatch_writer(args: &ServeArgs, pricing: Pricing) -> (BatchWriter, 
     writer.max_attempts = u32::MAX;
     tracing::info!(namespace = %args.cloudwatch_namespace, "CloudWatch metrics on");
     BatchWriter::spawn(store, writer)
+}
+
+/// Connects to NATS for `serve --usage-transport` (in the background when it does not
+/// answer yet: records wait in the spool, the fleet's state in this proxy's own view).
+async fn join_fleet(url: &str) -> anyhow::Result<crate::fleet::Fleet> {
+    let client = async_nats::ConnectOptions::new()
+        .name("reference-server serve")
+        .retry_on_initial_connect()
+        .connect(url)
+        .await
+        .context("connecting to NATS (--usage-transport)")?;
+    tracing::info!("fleet member: usage published to JetStream, state shared through NATS");
+    Ok(crate::fleet::Fleet::new(client))
 }
 
 /// Starts the proxy.
@@ -320,11 +334,37 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
     let mut spool = SpoolConfig::new(args.usage_spool_dir());
     spool.max_bytes = args.usage_spool_max_bytes;
     writer_config.spool = Some(spool);
-    let (writer, writer_handle) =
-        BatchWriter::try_spawn(SettlingStore::new(store, pending.clone()), writer_config)
+    let fleet = match &args.usage_transport {
+        Some(url) => Some(join_fleet(url).await?),
+        None => None,
+    };
+    let (writer, writer_handle) = match &fleet {
+        // In a fleet the records go to JetStream; the ingester stores them and clears
+        // their pending spend (not the acknowledgement here: they are not stored yet).
+        Some(fleet) => {
+            pending.share_with(fleet.clone());
+            let mut stream = NatsConfig::default();
+            stream.stream = args.nats_stream.clone();
+            BatchWriter::try_spawn(
+                NatsStore::new(fleet.client().clone(), stream),
+                writer_config,
+            )
             .await
-            .context("opening the usage spool (PROXY_USAGE_SPOOL_DIR)")?;
-    let spool_reporter = tokio::spawn(report_spool(writer.clone()));
+        }
+        None => {
+            BatchWriter::try_spawn(SettlingStore::new(store, pending.clone()), writer_config).await
+        }
+    }
+    .context("opening the usage spool (PROXY_USAGE_SPOOL_DIR)")?;
+    let fleet_watch = fleet
+        .clone()
+        .map(|fleet| tokio::spawn(fleet.run(pending.clone())));
+    let store_name = if fleet.is_some() {
+        "transport (NATS)"
+    } else {
+        "database"
+    };
+    let spool_reporter = tokio::spawn(report_spool(writer.clone(), store_name));
     let (metrics, metrics_handle) = if args.cloudwatch_metrics_enabled {
         let (sink, handle) = cloudwatch_writer(&args, pricing.clone()).await;
         (Some(sink), Some(handle))
@@ -389,11 +429,16 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         args.response_timeout(),
     )
     .with_breakers(crate::breaker::Breakers::new(args.breaker_config()));
+    let router = match &fleet {
+        Some(fleet) => router.with_fleet(fleet.clone()),
+        None => router,
+    };
     let credentials = crate::credentials::Credentials::new(db.clone(), vault(&args.state).await?);
     let router = router.with_credentials(credentials.clone());
     let keys = KeyStore::new(db.clone(), hasher)
         .with_health(Arc::clone(&database_health), args.state.database_timeout())
-        .with_cache_file(args.state.state_dir.join("key-cache.json"));
+        .with_cache_file(args.state.state_dir.join("key-cache.json"))
+        .with_fleet(fleet.clone());
     let key_cache_saver = keys.spawn_cache_saver();
     let connections = Arc::new(ConnectionStats::default());
     // Cancelled at the shutdown deadline: the streams still open are cut.
@@ -409,6 +454,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         budget,
         admin_token,
         usage_writer: writer.clone(),
+        fleet,
         metrics: args.metrics.then(crate::metrics::prometheus).transpose()?,
         database: Arc::clone(&database_health),
         connections: Arc::clone(&connections),
@@ -443,6 +489,9 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         };
         listen::serve(listener, service, connection_limits, connections, stop, cut).await;
         spool_reporter.abort();
+        if let Some(watch) = fleet_watch {
+            watch.abort();
+        }
         live_poller.abort();
         if let Some(saver) = key_cache_saver {
             saver.abort();

@@ -52,8 +52,23 @@ pub fn server_binary() -> PathBuf {
 /// (migrated first) with the secrets of `state_dir`: the raw key, for the server the
 /// test then starts on the same two.
 pub async fn user_with_key(database_url: &str, state_dir: &Path, name: &str) -> String {
+    let routing = reference_server::config::Routing::PlanFirst;
+    user_with_key_as(database_url, state_dir, name, None, routing)
+        .await
+        .1
+}
+
+/// [`user_with_key`] with a monthly Bedrock budget (USD) and a routing: the user's id and
+/// raw key.
+pub async fn user_with_key_as(
+    database_url: &str,
+    state_dir: &Path,
+    name: &str,
+    budget_usd: Option<rust_decimal::Decimal>,
+    routing: reference_server::config::Routing,
+) -> (uuid::Uuid, String) {
     use clap::Parser;
-    use reference_server::config::{Cli, Command, Routing};
+    use reference_server::config::{Cli, Command};
     let args = [
         "reference-server".to_owned(),
         "serve".to_owned(),
@@ -66,7 +81,7 @@ pub async fn user_with_key(database_url: &str, state_dir: &Path, name: &str) -> 
     let (db, hasher) = reference_server::server::open_state(&serve.state)
         .await
         .expect("the database and secrets");
-    let user = reference_server::users::create(&db, name, None, Routing::PlanFirst)
+    let user = reference_server::users::create(&db, name, budget_usd, routing)
         .await
         .expect("a user");
     let (_, key) = reference_server::keys::KeyStore::new(db.clone(), hasher)
@@ -74,7 +89,88 @@ pub async fn user_with_key(database_url: &str, state_dir: &Path, name: &str) -> 
         .await
         .expect("a key");
     db.close().await.expect("close");
-    key.expose().to_owned()
+    (user, key.expose().to_owned())
+}
+
+/// The files of a state directory the servers of one deployment share (the secrets), for
+/// a second server's own state directory.
+pub fn share_secrets(from: &Path, to: &Path) {
+    for name in ["key-hasher-secret", "local-encryption-key", "admin-token"] {
+        let source = from.join(name);
+        if source.is_file() {
+            std::fs::copy(&source, to.join(name)).expect("a secret copied");
+        }
+    }
+}
+
+/// A `reference-server ingest` process.
+#[derive(Debug)]
+pub struct IngestProcess {
+    /// The process (killed when dropped).
+    pub process: tokio::process::Child,
+    /// Its `/health` URL.
+    pub health_url: String,
+}
+
+impl IngestProcess {
+    /// Starts `ingest` from `nats_url` into `database_url` (with `args` after) and waits
+    /// (30 s at most) until its `/health` answers.
+    pub async fn spawn(
+        nats_url: &str,
+        database_url: &str,
+        state_dir: &Path,
+        args: &[String],
+    ) -> Self {
+        let port = free_port();
+        let process = tokio::process::Command::new(server_binary())
+            .args([
+                "ingest",
+                &format!("--nats={nats_url}"),
+                &format!("--database-url={database_url}"),
+                &format!("--bind=127.0.0.1:{port}"),
+            ])
+            .args(args)
+            .env("PROXY_STATE_DIR", state_dir)
+            .kill_on_drop(true)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("reference-server ingest starts");
+        let ingest = Self {
+            process,
+            health_url: format!("http://127.0.0.1:{port}/health"),
+        };
+        let started = Instant::now();
+        while ingest.health().await.is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the ingester did not come up"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        ingest
+    }
+
+    /// `/health`'s JSON (whatever its status), or why there was none.
+    pub async fn health(&self) -> Result<serde_json::Value, String> {
+        get_json(&self.health_url).await
+    }
+}
+
+/// `GET url` as JSON, whatever the status.
+pub async fn get_json(url: &str) -> Result<serde_json::Value, String> {
+    use http_body_util::BodyExt;
+    let request = Request::get(url).body(Full::default()).expect("request");
+    let response = client()
+        .request(request)
+        .await
+        .map_err(|error| error.to_string())?;
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|error| error.to_string())?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|error| error.to_string())
 }
 
 /// A `reference-server serve` process.

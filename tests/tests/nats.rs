@@ -11,7 +11,7 @@ use usage_layer::sink::{BatchWriter, SpoolConfig, UsageSink, WriterConfig};
 use usage_layer::store::nats::{IngestConfig, IngestHandle, Ingester, NatsConfig, NatsStore};
 use usage_layer::store::{Buckets, UsageStore};
 use usage_layer::{Provider, UsageRecord};
-use usage_tests::process::NatsServer;
+use usage_tests::process::{IngestProcess, NatsServer};
 use usage_tests::{TestDb, assert_aggregates_match_rows, caller, record, rows, store, usage};
 
 async fn client(server: &NatsServer) -> async_nats::Client {
@@ -242,26 +242,14 @@ async fn the_ingest_command_writes_what_the_proxies_publish_and_reports_it() {
         "sqlite://{}?mode=rwc",
         dir.path().join("usage.db").display()
     );
-    let port = usage_tests::process::free_port();
-    let mut ingest = tokio::process::Command::new(usage_tests::process::server_binary())
-        .args([
-            "ingest",
-            &format!("--nats={}", server.url()),
-            &format!("--database-url={database_url}"),
-            &format!("--bind=127.0.0.1:{port}"),
-        ])
-        .env("PROXY_STATE_DIR", dir.path())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("reference-server ingest starts");
+    let mut ingest = IngestProcess::spawn(&server.url(), &database_url, dir.path(), &[]).await;
     let sent = records(120);
     let nats = NatsStore::new(client(&server).await, NatsConfig::default());
     nats.write_batch(&sent).await.unwrap();
 
-    let health_url = format!("http://127.0.0.1:{port}/health");
     let mut health = serde_json::Value::Null;
     for _ in 0..1200 {
-        if let Ok(response) = get_json(&health_url).await {
+        if let Ok(response) = ingest.health().await {
             health = response;
             if health["written"] == 120 {
                 break;
@@ -281,26 +269,7 @@ async fn the_ingest_command_writes_what_the_proxies_publish_and_reports_it() {
     assert_once_each(&rows(&db).await, &sent);
     assert_aggregates_match_rows(&db, &Buckets::default()).await;
     // SIGTERM: it stops after the batch in hand.
-    usage_tests::process::signal(ingest.id().unwrap(), "TERM");
-    let status = ingest.wait().await.unwrap();
+    usage_tests::process::signal(ingest.process.id().unwrap(), "TERM");
+    let status = ingest.process.wait().await.unwrap();
     assert!(status.success(), "{status}");
-}
-
-/// `GET url` as JSON.
-async fn get_json(url: &str) -> Result<serde_json::Value, String> {
-    use http_body_util::BodyExt;
-    let response = usage_tests::proxy::client()
-        .request(
-            http::Request::get(url)
-                .body(http_body_util::Full::new(bytes::Bytes::new()))
-                .unwrap(),
-        )
-        .await
-        .map_err(|error| error.to_string())?;
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?;
-    serde_json::from_slice(&body.to_bytes()).map_err(|error| error.to_string())
 }

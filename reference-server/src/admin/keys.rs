@@ -520,6 +520,9 @@ async fn revoke_key(
         .filter(access_keys::Column::IsActive.eq(true))
         .exec(&state.db)
         .await?;
+    if let Some(fleet) = &state.fleet {
+        fleet.key_revoked(id);
+    }
     Ok(Json(describe(&state, id).await?))
 }
 

@@ -255,10 +255,26 @@ async fn update(
     user: users::Model,
     change: impl FnOnce(&mut users::ActiveModel),
 ) -> Result<users::Model, AdminError> {
+    let was_active = user.is_active;
     let mut active = user.into_active_model();
     change(&mut active);
     active.updated_at = Set(Utc::now());
-    Ok(active.update(&state.db).await?)
+    let user = active.update(&state.db).await?;
+    announce(state, &user, was_active);
+    Ok(user)
+}
+
+/// Tells the fleet a user's keys stopped (or started again) being accepted.
+fn announce(state: &AppState, user: &users::Model, was_active: bool) {
+    let Some(fleet) = &state.fleet else {
+        return;
+    };
+    let active = user.is_active && user.deleted_at.is_none();
+    if was_active && !active {
+        fleet.user_revoked(user.id);
+    } else if !was_active && active {
+        fleet.user_restored(user.id);
+    }
 }
 
 /// `user`'s budget this month.
@@ -513,6 +529,8 @@ async fn delete_user(
     active.updated_at = Set(now);
     let user = active.update(&txn).await?;
     txn.commit().await?;
+    // Deleted: refused from the fleet's key caches too, whether it was active or not.
+    announce(&state, &user, true);
     Ok(Json(user.into()))
 }
 

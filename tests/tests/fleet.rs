@@ -566,16 +566,23 @@ async fn a_one_dollar_budget_holds_across_three_proxies() {
         },
     )
     .await;
+    let refusals = refused.load(Ordering::SeqCst);
+    eventually(
+        Duration::from_secs(60),
+        "a row for each refusal too",
+        || async {
+            let count = rows(db).await.len();
+            (count == served + refusals).then_some(()).ok_or(format!(
+                "{count} rows, {served} served and {refusals} refused"
+            ))
+        },
+    )
+    .await;
     let spent: i64 = rows(db)
         .await
         .iter()
         .map(|row| row.estimated_cost_micros)
         .sum();
-    assert_eq!(
-        rows(db).await.len(),
-        served + refused.load(Ordering::SeqCst),
-        "a row for each refusal too"
-    );
     let over = served.saturating_sub(to_cross);
     eprintln!(
         "budget: ${limit} across 3 proxies, {CLIENTS} clients; {per_request} µ$ a request, the \

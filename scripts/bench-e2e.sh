@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End to end on loopback: stand-in upstream → proxy (plain | + UsageLayer, no-op sink |
-# + UsageLayer, batching writer, sea-orm store on Postgres) → load generator; prints the
+# + UsageLayer, batching writer, sea-orm store on Postgres | … JetStream store on a
+# nats-server of its own, NATS_SERVER) → load generator; prints the
 # Markdown table for BENCHMARKS.md (driver: benches/src/bin/e2e/main.rs).
 #
 #   scripts/bench-e2e.sh                          # 5 rounds × 1000 streams per variant

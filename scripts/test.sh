@@ -127,8 +127,8 @@ step "scanner instruction budget (callgrind: at most 2.8 instructions per byte e
 scripts/callgrind.sh
 
 step "end-to-end bench driver: one small round, unoptimised (it runs, and the store keeps every record; no timing)"
-e2e_variants=plain,control,noop,writer
-[ -n "${TEST_DATABASE_URL:-}" ] && e2e_variants=plain,control,noop,writer,store
+e2e_variants=plain,control,noop,writer,nats
+[ -n "${TEST_DATABASE_URL:-}" ] && e2e_variants=plain,control,noop,writer,store,nats
 "$bin/e2e" --rounds 1 --streams 20 --warmup 2 --variants "$e2e_variants" >/dev/null
 
 step "example: sse-usage on the fixtures"

@@ -8,6 +8,11 @@
 //!   cargo bench -p usage-tests --bench store_throughput
 //! ```
 //!
+//! A second table (Postgres) takes the same records through the fleet's path: published
+//! to JetStream by `NatsStore` (each batch acknowledged), fetched by one or two ingesters
+//! sharing a consumer and written by `SeaOrmStore`, timed from the first publish to the
+//! last batch written; beside it, the direct store path in the same rounds.
+//!
 //! Rounds are interleaved (batched, one-at-a-time, batched, …) on a fresh database each,
 //! and the table gives medians. Under `cargo test` (no `--bench`) it runs one tiny round.
 #![allow(clippy::print_stdout, reason = "a benchmark driver prints its table")]
@@ -16,8 +21,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use usage_layer::sink::UsageStore;
+use usage_layer::store::nats::{IngestConfig, Ingester, NatsConfig, NatsStore};
 use usage_layer::{Provider, UsageRecord};
-use usage_tests::{TestDb, caller, record, store, usage};
+use usage_tests::process::NatsServer;
+use usage_tests::{TestDb, caller, record, rows, store, usage};
 
 struct Plan {
     rounds: usize,
@@ -119,6 +126,107 @@ async fn main() {
             batched / single
         );
     }
+    nats_table(&plan).await;
     // Keep the process from exiting before pools close their connections.
     tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+/// What one round through NATS measured, in records/s.
+#[derive(Clone, Copy)]
+struct NatsRound {
+    direct: f64,
+    published: f64,
+    through: f64,
+}
+
+/// Publishes `records` and ingests them with `ingesters` ingesters into a fresh database.
+async fn through_nats(
+    records: &[UsageRecord],
+    batch_size: usize,
+    ingesters: usize,
+) -> Option<(f64, f64)> {
+    let db = TestDb::postgres().await?;
+    let server = NatsServer::start().await;
+    let publisher = NatsStore::new(server.client().await, NatsConfig::default());
+    publisher.ensure_stream().await.expect("the stream");
+    let mut config = IngestConfig::default();
+    config.max_batch = batch_size;
+    let mut handles = Vec::new();
+    let mut tasks = Vec::new();
+    for _ in 0..ingesters {
+        let ingester = Ingester::new(server.client().await, store(&db), config.clone())
+            .await
+            .expect("an ingester");
+        handles.push(ingester.handle());
+        tasks.push(tokio::spawn(ingester.run(std::future::pending())));
+    }
+    let started = Instant::now();
+    for batch in records.chunks(batch_size) {
+        publisher.write_batch(batch).await.expect("published");
+    }
+    let published = records.len() as f64 / started.elapsed().as_secs_f64();
+    while handles
+        .iter()
+        .map(|handle| handle.stats().written)
+        .sum::<u64>()
+        < records.len() as u64
+    {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let through = records.len() as f64 / started.elapsed().as_secs_f64();
+    tasks.iter().for_each(tokio::task::JoinHandle::abort);
+    let stored = rows(&db).await.len();
+    assert_eq!(stored, records.len(), "one row per record through NATS");
+    db.close().await;
+    Some((published, through))
+}
+
+async fn nats_table(plan: &Plan) {
+    println!();
+    println!(
+        "| Postgres, {} records/batch | records/s (median of {}) | against direct |",
+        plan.batch_size, plan.rounds
+    );
+    println!("|---|---:|---:|");
+    let mut rounds: Vec<Vec<NatsRound>> = vec![Vec::new(), Vec::new()];
+    for _ in 0..plan.rounds {
+        for (ingesters, round) in rounds.iter_mut().enumerate() {
+            let records = records(plan.batched_records);
+            let Some(db) = fresh("postgres").await else {
+                println!("| not measured (no database) | | |");
+                return;
+            };
+            let direct = rate(&db, &records, plan.batch_size).await;
+            db.close().await;
+            let Some((published, through)) =
+                through_nats(&records, plan.batch_size, ingesters + 1).await
+            else {
+                return;
+            };
+            round.push(NatsRound {
+                direct,
+                published,
+                through,
+            });
+        }
+    }
+    let column =
+        |round: &[NatsRound], pick: fn(&NatsRound) -> f64| median(round.iter().map(pick).collect());
+    let direct = column(&rounds.concat(), |r| r.direct);
+    println!("| direct: `SeaOrmStore` | {direct:.0} | 1.00× |");
+    for (ingesters, round) in rounds.iter().enumerate() {
+        let through = column(round, |r| r.through);
+        let published = column(round, |r| r.published);
+        let s = if ingesters == 0 { "" } else { "s" };
+        println!(
+            "| publish → NATS → {} ingester{s} → Postgres | {through:.0} | {:.2}× |",
+            ingesters + 1,
+            through / direct
+        );
+        println!(
+            "| … publishing alone (acknowledged), {} ingester{s} reading | {published:.0} | {:.2}× |",
+            ingesters + 1,
+            published / direct
+        );
+    }
 }

@@ -14,14 +14,6 @@ use usage_layer::{Provider, UsageRecord};
 use usage_tests::process::{IngestProcess, NatsServer};
 use usage_tests::{TestDb, assert_aggregates_match_rows, caller, record, rows, store, usage};
 
-async fn client(server: &NatsServer) -> async_nats::Client {
-    async_nats::ConnectOptions::new()
-        .retry_on_initial_connect()
-        .connect(server.url())
-        .await
-        .expect("a NATS client")
-}
-
 fn records(n: u32) -> Vec<UsageRecord> {
     let (alice, bob) = (caller(), caller());
     (0..n)
@@ -49,7 +41,7 @@ async fn ingesters(
 ) -> Vec<(IngestHandle, tokio::task::JoinHandle<()>)> {
     let mut started = Vec::new();
     for _ in 0..count {
-        let ingester = Ingester::new(client(server).await, store(db), IngestConfig::default())
+        let ingester = Ingester::new(server.client().await, store(db), IngestConfig::default())
             .await
             .expect("an ingester");
         let handle = ingester.handle();
@@ -97,7 +89,7 @@ fn assert_once_each(
 async fn records_published_twice_are_stored_once_by_two_ingesters() {
     for db in TestDb::all().await {
         let server = NatsServer::start().await;
-        let nats = NatsStore::new(client(&server).await, NatsConfig::default());
+        let nats = NatsStore::new(server.client().await, NatsConfig::default());
         let sent = records(300);
         // Through the writer, then the same records again straight to the stream (as a
         // retry whose acknowledgements were lost would).
@@ -137,7 +129,7 @@ async fn while_nats_is_down_records_wait_in_the_spool_and_arrive_in_full() {
     let db = TestDb::sqlite().await;
     let mut server = NatsServer::start().await;
     let spool = tempfile::tempdir().unwrap();
-    let nats = NatsStore::new(client(&server).await, NatsConfig::default());
+    let nats = NatsStore::new(server.client().await, NatsConfig::default());
     nats.ensure_stream().await.unwrap();
     let mut config = WriterConfig::default();
     config.max_attempts = 2;
@@ -193,9 +185,9 @@ async fn a_message_that_does_not_decode_is_terminated_and_counted_not_written() 
     let db = TestDb::sqlite().await;
     let server = NatsServer::start().await;
     let config = NatsConfig::default();
-    let nats = NatsStore::new(client(&server).await, config.clone());
+    let nats = NatsStore::new(server.client().await, config.clone());
     nats.ensure_stream().await.unwrap();
-    let jetstream = async_nats::jetstream::new(client(&server).await);
+    let jetstream = async_nats::jetstream::new(server.client().await);
     // A newer version's record, and bytes that are no record at all.
     for (version, payload) in [("9", vec![9u8, 1, 2, 3]), ("2", vec![2u8, 0xff])] {
         let mut headers = async_nats::HeaderMap::new();
@@ -244,7 +236,7 @@ async fn the_ingest_command_writes_what_the_proxies_publish_and_reports_it() {
     );
     let mut ingest = IngestProcess::spawn(&server.url(), &database_url, dir.path(), &[]).await;
     let sent = records(120);
-    let nats = NatsStore::new(client(&server).await, NatsConfig::default());
+    let nats = NatsStore::new(server.client().await, NatsConfig::default());
     nats.write_batch(&sent).await.unwrap();
 
     let mut health = serde_json::Value::Null;

@@ -16,10 +16,11 @@ use proptest::test_runner::{Config, TestRunner};
 use sea_orm::ConnectionTrait;
 use usage_layer::pricing::{PriceCatalog, PriceEntry, normalize_model_id};
 use usage_layer::sink::UsageStore;
-use usage_layer::store::Buckets;
 use usage_layer::store::sea_orm::SeaOrmStore;
-use usage_layer::{Caller, Provider, RequestId, Usage, UsageRecord};
-use usage_tests::{TestDb, assert_aggregates_match_rows, rows};
+use usage_layer::store::sea_orm::entity::{token_usage, usage_aggregates};
+use usage_layer::store::{BucketType, Buckets};
+use usage_layer::{Caller, Fallback, Format, Outcome, Provider, RequestId, Usage, UsageRecord};
+use usage_tests::{TestDb, aggregates, assert_aggregates_match_rows, rows};
 use uuid::Uuid;
 
 const CASES: u32 = 32;
@@ -255,4 +256,209 @@ fn p6_p8_providers_never_share_an_aggregate_and_unlabelled_means_bedrock() {
         block_on(assert_aggregates_match_rows(db, &Buckets::default()));
         Ok(())
     });
+}
+
+/// Text as hostile as a client or an upstream can make it: quotes, backslashes, braces,
+/// commas (Postgres array syntax), control characters, multibyte characters, and lengths
+/// on both sides of the stores' bounds.
+fn hostile_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z0-9._-]{1,12}",
+        "\\PC{0,24}",
+        r#"[\\"'{},()\[\] NULL\t\n\r\u{0}\u{1}é中😀]{0,16}"#,
+        ("[a-zé中]{1,3}", 20usize..140).prop_map(|(unit, n)| unit.repeat(n)),
+    ]
+}
+
+fn any_provider() -> impl Strategy<Value = Provider> {
+    prop_oneof![
+        Just(Provider::PLAN),
+        Just(Provider::BEDROCK),
+        Just(Provider::OPENAI),
+        hostile_text().prop_map(Provider::new),
+    ]
+}
+
+fn any_record() -> impl Strategy<Value = UsageRecord> {
+    let who = (
+        prop::option::of(hostile_text()),
+        prop::option::of(hostile_text()),
+        prop::option::of(any_provider()),
+        prop::option::of(hostile_text()),
+    );
+    let models = (
+        prop::option::of(prop_oneof![any_model(), hostile_text()]),
+        prop::option::of(prop_oneof![any_model(), hostile_text()]),
+        prop::option::of((any_provider(), hostile_text())),
+        prop::collection::btree_map(hostile_text(), hostile_text(), 0..3),
+    );
+    let how = (
+        prop::sample::select(Outcome::ALL.to_vec()),
+        prop::option::of(prop::sample::select(vec![
+            Format::Anthropic,
+            Format::OpenAiChat,
+            Format::OpenAiResponses,
+        ])),
+        prop::option::of(prop::sample::select(vec![200u16, 429, 500, 529])),
+        any::<bool>(),
+        prop::option::of(hostile_text()),
+        prop::option::of(hostile_text()),
+    );
+    let when = (
+        0i64..(40 * 24 * 3_600 * 1_000_000),
+        prop::option::of(0u64..100_000),
+        0u64..1_000_000,
+        any::<u64>(),
+        any_usage(),
+        prop::option::of(0u64..100_000),
+    );
+    (who, models, how, when).prop_map(
+        |(
+            (user, key, provider, region),
+            (requested, served, fallback, labels),
+            (outcome, format, status, streaming, error_type, stop_reason),
+            (micros, first_byte, duration, bytes, usage, reasoning),
+        )| {
+            let start = Utc.with_ymd_and_hms(2026, 2, 20, 0, 0, 0).unwrap();
+            let mut record =
+                UsageRecord::new(RequestId::new(), start + Duration::microseconds(micros));
+            record.caller.user_id = user;
+            record.caller.access_key_id = key;
+            record.provider = provider;
+            record.region = region;
+            record.requested_model = requested;
+            record.served_model = served;
+            record.fallback = fallback.map(|(from, reason)| Fallback {
+                from,
+                reason: reason.into(),
+            });
+            for (name, value) in labels {
+                record.labels.insert(name, value);
+            }
+            record.outcome = outcome;
+            record.format = format;
+            record.status = status.map(|code| http::StatusCode::from_u16(code).unwrap());
+            record.streaming = streaming;
+            record.error_type = error_type;
+            record.stop_reason = stop_reason;
+            record.time_to_first_byte = first_byte.map(std::time::Duration::from_millis);
+            record.duration = std::time::Duration::from_millis(duration);
+            record.response_bytes = bytes;
+            record.usage = Usage {
+                reasoning_tokens: reasoning,
+                ..usage
+            };
+            record
+        },
+    )
+}
+
+/// What a store holds, without the ids the database picked.
+async fn contents(db: &TestDb) -> (Vec<token_usage::Model>, Vec<usage_aggregates::Model>) {
+    let mut stored = rows(db).await;
+    stored.iter_mut().for_each(|row| row.id = 0);
+    stored.sort_by(|a, b| a.request_id.cmp(&b.request_id));
+    let mut buckets = Vec::new();
+    for kind in BucketType::ALL {
+        buckets.extend(aggregates(db, kind).await);
+    }
+    buckets.iter_mut().for_each(|bucket| bucket.id = 0);
+    buckets.sort_by(|a, b| {
+        let key = |m: &usage_aggregates::Model| {
+            (
+                m.bucket_type.clone(),
+                m.bucket_start,
+                m.user_id.clone(),
+                m.access_key_id.clone(),
+                m.provider.clone(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    (stored, buckets)
+}
+
+/// The two write paths (Postgres: one `UNNEST` array per column; SQLite: multi-row
+/// `VALUES`) store any record alike: every column of every row, and every aggregate —
+/// text exactly as given (NUL, which Postgres cannot hold, as U+FFFD on both), and a
+/// batch written again changes nothing.
+#[test]
+fn postgres_and_sqlite_store_any_record_alike() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dbs = runtime.block_on(TestDb::all());
+    if dbs.len() < 2 {
+        eprintln!(
+            "SKIPPED postgres_and_sqlite_store_any_record_alike: no Postgres (TEST_DATABASE_URL)"
+        );
+        return;
+    }
+    let stores: Vec<SeaOrmStore> = dbs
+        .iter()
+        .map(|db| SeaOrmStore::new(db.db.clone(), Arc::new(catalog()), Buckets::default()))
+        .collect();
+    let mut runner = TestRunner::new(Config {
+        cases: CASES,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let strategy = (prop::collection::vec(any_record(), 1..30), 1usize..12);
+    runner
+        .run(&strategy, |(records, batch_size)| {
+            let stored: Vec<_> = runtime.block_on(async {
+                let mut stored = Vec::new();
+                for (db, store) in dbs.iter().zip(&stores) {
+                    for table in ["token_usage", "usage_aggregates"] {
+                        db.db
+                            .execute_unprepared(&format!("DELETE FROM {table}"))
+                            .await
+                            .unwrap();
+                    }
+                    for batch in records.chunks(batch_size) {
+                        store.write_batch(batch).await.unwrap();
+                    }
+                    // Written again: nothing changes.
+                    store.write_batch(&records).await.unwrap();
+                    stored.push(contents(db).await);
+                }
+                stored
+            });
+            prop_assert_eq!(stored[0].0.len(), records.len());
+            // Text is kept exactly, but for NUL (which Postgres cannot hold): U+FFFD.
+            let stored_text = |text: &str| text.replace('\0', "\u{FFFD}");
+            for record in &records {
+                let row = stored[0]
+                    .0
+                    .iter()
+                    .find(|row| row.request_id == record.request_id.as_str())
+                    .unwrap();
+                prop_assert_eq!(
+                    &row.model,
+                    &stored_text(record.model().unwrap_or("unknown"))
+                );
+                prop_assert_eq!(
+                    row.stop_reason.clone(),
+                    record.stop_reason.as_deref().map(stored_text)
+                );
+                prop_assert_eq!(
+                    row.error_type.clone(),
+                    record.error_type.as_deref().map(stored_text)
+                );
+                prop_assert_eq!(
+                    row.region.clone(),
+                    record.region.as_deref().map(stored_text)
+                );
+            }
+            prop_assert_eq!(
+                &stored[0],
+                &stored[1],
+                "{} and {} differ",
+                dbs[0].backend,
+                dbs[1].backend
+            );
+            Ok(())
+        })
+        .unwrap_or_else(|failure| panic!("{failure}"));
+    for db in dbs {
+        runtime.block_on(db.close());
+    }
 }

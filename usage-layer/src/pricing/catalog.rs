@@ -417,6 +417,18 @@ mod tests {
     }
 
     proptest! {
+        /// Any text as a model id (a response's `model` is whatever the upstream wrote):
+        /// a lookup answers, priced or not, and never panics.
+        #[test]
+        fn a_lookup_of_any_model_id_answers(
+            id in prop_oneof!["\\PC{0,40}", ("[é中😀a-]{1,4}", 1usize..30).prop_map(|(unit, n)| unit.repeat(n))],
+            provider in prop::sample::select(vec![Provider::PLAN, Provider::BEDROCK, Provider::OPENAI]),
+        ) {
+            let catalog = PriceCatalog::defaults();
+            let _ = catalog.lookup(&provider, None, &id);
+            let _ = catalog.lookup(&provider, Some("us-east-1"), &format!("{id}-2024-08-06"));
+        }
+
         /// P4: a lookup returns the price of the provider asked for, only.
         #[test]
         fn lookup_returns_the_asked_providers_price(

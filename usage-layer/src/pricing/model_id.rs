@@ -62,7 +62,8 @@ fn strip_date(id: &str) -> &str {
 /// A snapshot may be priced apart from its alias (`gpt-4o-2024-05-13` is), so the catalog
 /// tries the whole key first and this alias only when the whole key has no price.
 pub(super) fn dated_alias(key: &str) -> Option<&str> {
-    let (head, date) = key.len().checked_sub(11).map(|at| key.split_at(at))?;
+    // Any text can be a model's name: the cut must fall between characters.
+    let (head, date) = key.split_at_checked(key.len().checked_sub(11)?)?;
     let date = date.strip_prefix('-')?.as_bytes();
     let shape = date.len() == 10
         && date[4] == b'-'
@@ -105,6 +106,9 @@ mod tests {
         assert_eq!(dated_alias("-2024-08-06"), None);
         assert_eq!(dated_alias("gpt-4-1106-preview"), None);
         assert_eq!(dated_alias("gpt-4o-2024-0806"), None);
+        // The cut 11 bytes from the end falls inside a character: no alias, no panic.
+        assert_eq!(dated_alias("é中é中é中é中"), None);
+        assert_eq!(dated_alias("模型-2024-08-06"), Some("模型"));
         assert_eq!(
             normalize_model_id("GPT-4.1-2025-04-14"),
             "gpt-4-1-2025-04-14"

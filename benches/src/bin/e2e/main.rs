@@ -19,7 +19,9 @@
 //! whose "vs plain" shows the comparison's noise and bias), `noop` (+ `UsageLayer` with a no-op sink),
 //! `writer` (+ `UsageLayer` with the batching writer and a store that drops the batches),
 //! `store` (+ `UsageLayer` with the batching writer and the sea-orm store, on a fresh
-//! Postgres database at `--database-url` that the driver creates, migrates and drops).
+//! Postgres database at `--database-url` that the driver creates, migrates and drops),
+//! `nats` (+ `UsageLayer` with the batching writer and the JetStream store, publishing to
+//! a `nats-server` of the driver's own, `--nats-server`, on a free port).
 //! Every proxy runs a housekeeping timer, every 30 s unless `--housekeeping-ms` says
 //! otherwise (0: none; see `servers::proxy` for why it matters).
 
@@ -38,7 +40,7 @@ use usage_benches::corpus::{self, SEED};
 use usage_layer::store::sea_orm::entity::token_usage;
 
 use crate::load::Timing;
-use crate::servers::Variant;
+use crate::servers::{Target, Variant};
 
 #[derive(Debug, Parser)]
 #[command(about = "End-to-end proxy benchmark on loopback")]
@@ -61,6 +63,8 @@ enum Role {
         upstream: SocketAddr,
         #[arg(long)]
         database_url: Option<String>,
+        #[arg(long)]
+        nats_url: Option<String>,
         /// The housekeeping timer's period in ms; 0: none (see `servers::proxy`).
         #[arg(long, default_value_t = HOUSEKEEPING_MS)]
         housekeeping_ms: u64,
@@ -98,7 +102,7 @@ struct Drive {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "plain,control,noop,writer,store"
+        default_value = "plain,control,noop,writer,store,nats"
     )]
     variants: Vec<Variant>,
     /// The period of every proxy's housekeeping timer, in ms; 0: none (see `servers::proxy`).
@@ -116,6 +120,9 @@ struct Drive {
         default_value = "postgres://postgres@127.0.0.1:5432/test"
     )]
     database_url: String,
+    /// The `nats-server` program for the `nats` variant (started on a free port).
+    #[arg(long, env = "NATS_SERVER", default_value = "/usr/sbin/nats-server")]
+    nats_server: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -126,12 +133,21 @@ fn main() -> anyhow::Result<()> {
             variant,
             upstream,
             database_url,
+            nats_url,
             housekeeping_ms,
             writer_thread,
         }) => current_thread()?.block_on(servers::proxy(
             variant,
             upstream,
-            database_url,
+            match variant {
+                Variant::Store => Target::Postgres(
+                    database_url.context("the store variant needs --database-url")?,
+                ),
+                Variant::Nats => {
+                    Target::Nats(nats_url.context("the nats variant needs --nats-url")?)
+                }
+                _ => Target::Discard,
+            },
             (housekeeping_ms > 0).then(|| Duration::from_millis(housekeeping_ms)),
             writer_thread,
         )),
@@ -323,7 +339,12 @@ fn drive(args: &Drive) -> anyhow::Result<()> {
     } else {
         None
     };
-    let result = run_rounds(args, &runtime, database.as_ref());
+    let nats = if args.variants.contains(&Variant::Nats) {
+        Some(runtime.block_on(BenchNats::start(&args.nats_server))?)
+    } else {
+        None
+    };
+    let result = run_rounds(args, &runtime, database.as_ref(), nats.as_ref());
     if let Some(database) = database {
         runtime.block_on(database.drop())?;
     }
@@ -336,11 +357,13 @@ fn run_rounds(
     args: &Drive,
     runtime: &tokio::runtime::Runtime,
     database: Option<&BenchDb>,
+    nats: Option<&BenchNats>,
 ) -> anyhow::Result<Vec<Round>> {
     let expect_bytes = corpus::small_deltas(SEED).len();
     let upstream = Server::start(args.load_cpu, &["upstream".to_owned()])?;
     let mut rounds = Vec::new();
     let mut stored_expected = 0;
+    let mut published_expected = 0;
     let n = args.variants.len();
     for round in 0..args.rounds {
         let order: Vec<Variant> = (0..n).map(|i| args.variants[(i + round) % n]).collect();
@@ -356,6 +379,9 @@ fn run_rounds(
                 ];
                 if let (Variant::Store, Some(database)) = (variant, database) {
                     role.extend(["--database-url".to_owned(), database.url.clone()]);
+                }
+                if let (Variant::Nats, Some(nats)) = (variant, nats) {
+                    role.extend(["--nats-url".to_owned(), nats.url()]);
                 }
                 role.push(format!("--housekeeping-ms={}", args.housekeeping_ms));
                 if args.writer_thread {
@@ -411,8 +437,10 @@ fn run_rounds(
             elapsed.as_secs_f64()
         );
         for round in measured {
-            if round.variant == Variant::Store {
-                stored_expected += warm + round.streams;
+            match round.variant {
+                Variant::Store => stored_expected += warm + round.streams,
+                Variant::Nats => published_expected += warm + round.streams,
+                _ => {}
             }
             let (p50, ttfb50) = round.quantiles(0.5);
             eprintln!(
@@ -437,6 +465,16 @@ fn run_rounds(
         ensure!(
             stored == stored_expected as u64,
             "the store lost records: {stored} rows for {stored_expected} streams"
+        );
+    }
+    if let Some(nats) = nats {
+        let published = runtime.block_on(nats.messages())?;
+        eprintln!(
+            "nats: {published} messages in the stream, {published_expected} streams through the nats variant"
+        );
+        ensure!(
+            published == published_expected as u64,
+            "the JetStream store lost records: {published} messages for {published_expected} streams"
         );
     }
     Ok(rounds)
@@ -567,6 +605,67 @@ fn report(args: &Drive, rounds: &[Round]) {
             of(&|r| r.quantiles(0.99).1),
             of(&Round::frames_per_stream),
         );
+    }
+}
+
+/// A `nats-server` with JetStream for the `nats` variant, on a free port, its storage in
+/// a directory of its own; killed (and the directory removed) when dropped.
+#[derive(Debug)]
+struct BenchNats {
+    child: Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl BenchNats {
+    async fn start(program: &str) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let dir = std::env::temp_dir().join(format!("usage-bench-nats-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let child = Command::new(program)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("start {program} (set NATS_SERVER or --nats-server)"))?;
+        let nats = BenchNats { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            ensure!(
+                Instant::now() < deadline,
+                "{program} did not listen within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(nats)
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The messages in the usage stream.
+    async fn messages(&self) -> anyhow::Result<u64> {
+        let client = async_nats::connect(self.url()).await?;
+        let jetstream = async_nats::jetstream::new(client);
+        let mut stream = jetstream
+            .get_stream(&usage_layer::store::nats::NatsConfig::default().stream)
+            .await?;
+        Ok(stream.info().await?.state.messages)
+    }
+}
+
+impl Drop for BenchNats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -22,6 +22,7 @@ use usage_layer::UsageLayer;
 use usage_layer::pricing::PriceCatalog;
 use usage_layer::sink::{BatchWriter, NoopSink, WriterConfig, WriterHandle};
 use usage_layer::store::Buckets;
+use usage_layer::store::nats::{NatsConfig, NatsStore};
 use usage_layer::store::sea_orm::SeaOrmStore;
 
 /// The proxy path that writes out every queued record before it answers (the driver
@@ -43,6 +44,20 @@ pub(crate) enum Variant {
     Writer,
     /// `UsageLayer` with the batching writer and the sea-orm store on Postgres.
     Store,
+    /// `UsageLayer` with the batching writer and the JetStream store (`NatsStore`),
+    /// publishing to a `nats-server` the driver starts: a fleet member's sink.
+    Nats,
+}
+
+/// Where the batching writer's batches go.
+#[derive(Debug)]
+pub(crate) enum Target {
+    /// Dropped ([`Discard`]).
+    Discard,
+    /// The sea-orm store, on the Postgres database at this URL.
+    Postgres(String),
+    /// The JetStream store, on the NATS server at this URL.
+    Nats(String),
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -120,7 +135,7 @@ pub(crate) async fn upstream() -> anyhow::Result<()> {
 pub(crate) async fn proxy(
     variant: Variant,
     upstream: SocketAddr,
-    database_url: Option<String>,
+    target: Target,
     housekeeping: Option<Duration>,
     writer_thread: bool,
 ) -> anyhow::Result<()> {
@@ -153,17 +168,11 @@ pub(crate) async fn proxy(
             let service = UsageLayer::new(NoopSink).layer(forward);
             serve(listener, with_flush(service, None)).await
         }
-        Variant::Writer | Variant::Store => {
-            let url = match variant {
-                Variant::Store => {
-                    Some(database_url.context("the store variant needs --database-url")?)
-                }
-                _ => None,
-            };
+        Variant::Writer | Variant::Store | Variant::Nats => {
             let (writer, handle) = if writer_thread {
-                start_writer_on_own_thread(url).await?
+                start_writer_on_own_thread(target).await?
             } else {
-                start_writer(url.as_deref()).await?
+                start_writer(target).await?
             };
             let service = UsageLayer::new(writer).layer(forward);
             serve(listener, with_flush(service, Some(Arc::new(handle)))).await
@@ -171,23 +180,33 @@ pub(crate) async fn proxy(
     }
 }
 
-/// The batching writer, with the sea-orm store at `database_url`, or with [`Discard`].
-async fn start_writer(database_url: Option<&str>) -> anyhow::Result<(BatchWriter, WriterHandle)> {
-    let Some(url) = database_url else {
-        return Ok(BatchWriter::spawn(Discard, WriterConfig::default()));
-    };
-    let db = sea_orm::Database::connect(url)
-        .await
-        .context("connect to the bench database")?;
-    let store = SeaOrmStore::new(db, Arc::new(PriceCatalog::defaults()), Buckets::default());
-    Ok(BatchWriter::spawn(store, WriterConfig::default()))
+/// The batching writer, with its store at `target`.
+async fn start_writer(target: Target) -> anyhow::Result<(BatchWriter, WriterHandle)> {
+    let config = WriterConfig::default();
+    match target {
+        Target::Discard => Ok(BatchWriter::spawn(Discard, config)),
+        Target::Postgres(url) => {
+            let db = sea_orm::Database::connect(url)
+                .await
+                .context("connect to the bench database")?;
+            let store =
+                SeaOrmStore::new(db, Arc::new(PriceCatalog::defaults()), Buckets::default());
+            Ok(BatchWriter::spawn(store, config))
+        }
+        Target::Nats(url) => {
+            let client = async_nats::connect(url)
+                .await
+                .context("connect to the bench's NATS server")?;
+            let store = NatsStore::new(client, NatsConfig::default());
+            store.ensure_stream().await?;
+            Ok(BatchWriter::spawn(store, config))
+        }
+    }
 }
 
 /// [`start_writer`] on a thread of its own, with a current-thread runtime that runs the
 /// writer's task (and the store's connections) until the process ends.
-async fn start_writer_on_own_thread(
-    database_url: Option<String>,
-) -> anyhow::Result<(BatchWriter, WriterHandle)> {
+async fn start_writer_on_own_thread(target: Target) -> anyhow::Result<(BatchWriter, WriterHandle)> {
     let (started, writer) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("usage-writer".to_owned())
@@ -203,7 +222,7 @@ async fn start_writer_on_own_thread(
                 }
             };
             runtime.block_on(async move {
-                let writer = start_writer(database_url.as_deref()).await;
+                let writer = start_writer(target).await;
                 let running = writer.is_ok();
                 let _ = started.send(writer);
                 if running {

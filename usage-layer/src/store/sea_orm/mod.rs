@@ -8,6 +8,16 @@
 //! in the same order and cannot deadlock). Writing a batch again changes nothing: a retry
 //! after an ambiguous commit never counts twice.
 //!
+//! On Postgres each of the two statements takes a batch as one array per column
+//! (`INSERT … SELECT … FROM UNNEST(…)`): its text is the same for every batch, so it is
+//! prepared once per connection, and the values travel as binary arrays. Other databases
+//! get multi-row `VALUES` lists, cut into chunks of a few fixed sizes.
+//!
+//! Text is stored as given, with one exception on every backend alike: a NUL character
+//! (which a Postgres `text` cannot hold — it would refuse the whole batch, again at every
+//! retry) is stored as U+FFFD. Caller ids and providers longer than their columns are cut
+//! (see [`UsageRecord::bound_ids`]).
+//!
 //! The schema comes from [`migration`]: [`SeaOrmStore::migrate`] creates or upgrades
 //! these two tables (and touches no other), with their own tracking table.
 
@@ -15,13 +25,16 @@ pub mod entity;
 pub mod migration;
 mod queries;
 mod rows;
+mod unnest;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, IdenStatic, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, IdenStatic, TransactionTrait,
+};
 
 use self::entity::{token_usage, usage_aggregates};
 pub use self::queries::{
@@ -85,6 +98,10 @@ pub struct SeaOrmStore {
 
 /// Bind parameters per statement, under SQLite's default limit of 32,766 (Postgres: 65,535).
 const MAX_BINDS: usize = 32_000;
+
+/// The rows per `UNNEST` statement on Postgres (its text does not depend on the count):
+/// a larger batch takes several, each a few megabytes at most.
+const MAX_ARRAY_ROWS: usize = 5_000;
 
 /// The rows per multi-row statement: a batch is cut into chunks of these sizes only
 /// (largest first), so the statements' texts do not depend on the batch's size. A
@@ -161,26 +178,7 @@ impl SeaOrmStore {
             .map(|record| UsageRow::new(record, &pricing))
             .collect();
 
-        let mut inserted_ids = HashSet::with_capacity(rows.len());
-        for chunk in fixed_chunks(&rows, MAX_BINDS / UsageRow::COLUMNS) {
-            let mut insert = Query::insert();
-            insert
-                .into_table(token_usage::Entity)
-                .columns(UsageRow::columns())
-                .on_conflict(
-                    OnConflict::column(token_usage::Column::RequestId)
-                        .do_nothing()
-                        .to_owned(),
-                )
-                .returning_col(token_usage::Column::RequestId);
-            for row in chunk {
-                insert.values_panic(row.values());
-            }
-            for returned in conn.query_all(&insert).await? {
-                inserted_ids.insert(returned.try_get::<String>("", "request_id")?);
-            }
-        }
-
+        let inserted_ids = insert_rows(conn, &rows).await?;
         let inserted: Vec<&UsageRow> = rows
             .iter()
             .filter(|row| inserted_ids.contains(&row.request_id))
@@ -209,6 +207,32 @@ impl SeaOrmStore {
             }
         }
         let sums: Vec<(AggregateKey, rows::Sums)> = sums.into_iter().collect();
+        if sums.is_empty() {
+            return Ok(());
+        }
+        if conn.get_database_backend() == DbBackend::Postgres {
+            let table = unnest::quote(usage_aggregates::Entity.as_str());
+            let keys = AggregateKey::key_columns().map(|column| unnest::quote(column.as_str()));
+            let added = rows::Sums::columns().map(|column| {
+                let column = unnest::quote(column.as_str());
+                format!("{column} = {table}.{column} + excluded.{column}")
+            });
+            let tail = format!(
+                "ON CONFLICT ({}) DO UPDATE SET {}",
+                keys.join(", "),
+                added.join(", ")
+            );
+            for chunk in sums.chunks(MAX_ARRAY_ROWS) {
+                let upsert = unnest::insert(
+                    usage_aggregates::Entity.as_str(),
+                    &AggregateKey::columns().map(|column| column.as_str()),
+                    chunk.iter().map(|(key, sums)| key.values(sums)),
+                    &tail,
+                )?;
+                conn.execute_raw(upsert).await?;
+            }
+            return Ok(());
+        }
         for chunk in fixed_chunks(&sums, MAX_BINDS / AggregateKey::COLUMNS) {
             let mut upsert = Query::insert();
             upsert
@@ -224,12 +248,56 @@ impl SeaOrmStore {
                         .to_owned(),
                 );
             for (key, sums) in chunk {
-                upsert.values_panic(key.values(sums));
+                upsert.values_panic(key.values(sums).map(Expr::val));
             }
             conn.execute(&upsert).await?;
         }
         Ok(())
     }
+}
+
+/// Inserts the rows that are not stored yet (`ON CONFLICT (request_id) DO NOTHING`) and
+/// returns the request ids of those it inserted. Postgres takes a chunk as one `UNNEST`
+/// statement; other databases as multi-row `VALUES` of fixed sizes.
+async fn insert_rows<C: ConnectionTrait>(
+    conn: &C,
+    rows: &[UsageRow],
+) -> Result<HashSet<String>, StoreError> {
+    let mut inserted = HashSet::with_capacity(rows.len());
+    let returned = |row: sea_orm::QueryResult| row.try_get::<String>("", "request_id");
+    if conn.get_database_backend() == DbBackend::Postgres {
+        for chunk in rows.chunks(MAX_ARRAY_ROWS) {
+            let insert = unnest::insert(
+                token_usage::Entity.as_str(),
+                &UsageRow::columns().map(|column| column.as_str()),
+                chunk.iter().map(UsageRow::values),
+                "ON CONFLICT (\"request_id\") DO NOTHING RETURNING \"request_id\"",
+            )?;
+            for row in conn.query_all_raw(insert).await? {
+                inserted.insert(returned(row)?);
+            }
+        }
+        return Ok(inserted);
+    }
+    for chunk in fixed_chunks(rows, MAX_BINDS / UsageRow::COLUMNS) {
+        let mut insert = Query::insert();
+        insert
+            .into_table(token_usage::Entity)
+            .columns(UsageRow::columns())
+            .on_conflict(
+                OnConflict::column(token_usage::Column::RequestId)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .returning_col(token_usage::Column::RequestId);
+        for row in chunk {
+            insert.values_panic(row.values().map(Expr::val));
+        }
+        for row in conn.query_all(&insert).await? {
+            inserted.insert(returned(row)?);
+        }
+    }
+    Ok(inserted)
 }
 
 impl UsageStore for SeaOrmStore {

@@ -3,7 +3,6 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sea_orm::Value;
-use sea_orm::sea_query::Expr;
 
 use super::entity::{token_usage, usage_aggregates};
 use crate::pricing::{Cost, PriceCatalog, PriceSnapshot};
@@ -21,10 +20,31 @@ fn optional_count(value: Option<u64>) -> Option<i64> {
     value.map(|n| i64::try_from(n).unwrap_or(i64::MAX))
 }
 
+/// Text as stored: a NUL character, which a Postgres `text` cannot hold (it refuses the
+/// whole batch), becomes U+FFFD on every backend alike; all else is kept as it is.
+fn text(text: &str) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text.to_owned()
+    }
+}
+
+fn optional_text(value: Option<&str>) -> Option<String> {
+    value.map(text)
+}
+
+/// An id as stored: [`text`], then cut to `max` bytes by [`bounded_id`].
+fn id(id: &str, max: usize) -> String {
+    let id = text(id);
+    bounded_id(&id, max).into_owned()
+}
+
 /// A caller id as stored: an empty id is no id (the aggregates' "nobody" is `""`).
-fn caller_id(id: Option<&str>) -> Option<String> {
-    id.filter(|id| !id.is_empty())
-        .map(|id| bounded_id(id, Caller::MAX_ID_LEN).into_owned())
+fn caller_id(caller: Option<&str>) -> Option<String> {
+    caller
+        .filter(|caller| !caller.is_empty())
+        .map(|caller| id(caller, Caller::MAX_ID_LEN))
 }
 
 /// The labels as stored: a JSON object of strings, in key order; none when there are none.
@@ -91,7 +111,7 @@ impl Sums {
         ]
     }
 
-    fn values(&self) -> [Expr; 11] {
+    fn values(&self) -> [i64; 11] {
         [
             self.requests,
             self.input,
@@ -105,7 +125,6 @@ impl Sums {
             self.cost_cache_write,
             self.cost_cache_read,
         ]
-        .map(Expr::val)
     }
 }
 
@@ -128,20 +147,33 @@ impl AggregateKey {
     }
 
     /// Key columns, then the sums' columns.
-    pub(crate) fn columns() -> impl Iterator<Item = usage_aggregates::Column> {
-        Self::key_columns().into_iter().chain(Sums::columns())
+    pub(crate) fn columns() -> [usage_aggregates::Column; Self::COLUMNS] {
+        let [a, b, c, d, e] = Self::key_columns();
+        let [f, g, h, i, j, k, l, m, n, o, p] = Sums::columns();
+        [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p]
     }
 
-    pub(crate) fn values(&self, sums: &Sums) -> impl Iterator<Item = Expr> {
+    /// The key's values, then the sums', in [`AggregateKey::columns`] order.
+    pub(crate) fn values(&self, sums: &Sums) -> [Value; Self::COLUMNS] {
+        let [a, b, c, d, e, f, g, h, i, j, k] = sums.values().map(Value::from);
         [
-            Expr::val(self.bucket_type.as_str()),
-            Expr::val(self.bucket_start),
-            Expr::val(self.user_id.as_str()),
-            Expr::val(self.access_key_id.as_str()),
-            Expr::val(self.provider.as_str()),
+            self.bucket_type.as_str().into(),
+            self.bucket_start.into(),
+            self.user_id.as_str().into(),
+            self.access_key_id.as_str().into(),
+            self.provider.as_str().into(),
+            a,
+            b,
+            c,
+            d,
+            e,
+            f,
+            g,
+            h,
+            i,
+            j,
+            k,
         ]
-        .into_iter()
-        .chain(sums.values())
     }
 }
 
@@ -199,8 +231,8 @@ impl UsageRow {
             unpriced: snapshot.is_none() && !usage.is_empty(),
             user_id: caller_id(record.caller.user_id.as_deref()),
             access_key_id: caller_id(record.caller.access_key_id.as_deref()),
-            model: record.model().unwrap_or("unknown").to_owned(),
-            provider: bounded_id(provider.as_str(), Provider::MAX_LEN).into_owned(),
+            model: text(record.model().unwrap_or("unknown")),
+            provider: id(provider.as_str(), Provider::MAX_LEN),
             input: count(usage.input_tokens),
             output: count(usage.output_tokens),
             cache_read: count(usage.cache_read_input_tokens),
@@ -209,19 +241,19 @@ impl UsageRow {
             cache_write_1h: optional_count(usage.ephemeral_1h_input_tokens),
             snapshot,
             cost,
-            requested_model: record.requested_model.clone(),
-            served_model: record.served_model.clone(),
-            region: record.region.clone(),
+            requested_model: optional_text(record.requested_model.as_deref()),
+            served_model: optional_text(record.served_model.as_deref()),
+            region: optional_text(record.region.as_deref()),
             outcome: record.outcome.as_str(),
             status_code: record.status.map(|status| i32::from(status.as_u16())),
             streaming: record.streaming,
             fallback_from: record
                 .fallback
                 .as_ref()
-                .map(|f| bounded_id(f.from.as_str(), Provider::MAX_LEN).into_owned()),
-            fallback_reason: record.fallback.as_ref().map(|f| f.reason.to_string()),
-            error_type: record.error_type.clone(),
-            stop_reason: record.stop_reason.clone(),
+                .map(|f| id(f.from.as_str(), Provider::MAX_LEN)),
+            fallback_reason: record.fallback.as_ref().map(|f| text(&f.reason)),
+            error_type: optional_text(record.error_type.as_deref()),
+            stop_reason: optional_text(record.stop_reason.as_deref()),
             time_to_first_byte_ms: record.time_to_first_byte.map(millis),
             duration_ms: millis(record.duration),
             response_bytes: i64::try_from(record.response_bytes).unwrap_or(i64::MAX),
@@ -312,10 +344,10 @@ impl UsageRow {
     }
 
     /// The row's values, in [`UsageRow::columns`] order.
-    pub(crate) fn values(&self) -> [Expr; Self::COLUMNS] {
+    pub(crate) fn values(&self) -> [Value; Self::COLUMNS] {
         let snapshot = self.snapshot.as_ref();
         let price = |pick: fn(&PriceSnapshot) -> Decimal| snapshot.map(|s| micros(pick(s)));
-        let values: [Value; Self::COLUMNS] = [
+        [
             self.request_id.clone().into(),
             self.timestamp.into(),
             self.user_id.clone().into(),
@@ -359,7 +391,6 @@ impl UsageRow {
             self.labels.clone().into(),
             self.format.into(),
             self.reasoning_tokens.into(),
-        ];
-        values.map(Expr::val)
+        ]
     }
 }

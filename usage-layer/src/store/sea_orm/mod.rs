@@ -8,10 +8,13 @@
 //! in the same order and cannot deadlock). Writing a batch again changes nothing: a retry
 //! after an ambiguous commit never counts twice.
 //!
-//! On Postgres each of the two statements takes a batch as one array per column
-//! (`INSERT … SELECT … FROM UNNEST(…)`): its text is the same for every batch, so it is
+//! On Postgres a batch is one statement: the rows as one array per column (`INSERT …
+//! SELECT … FROM UNNEST(…)`) in a CTE, and the aggregates summed in SQL over the
+//! contributions (each row's five bucket keys, sent beside it) of the rows that CTE
+//! returned, upserted in key order. Its text is the same for every batch, so it is
 //! prepared once per connection, and the values travel as binary arrays. Other databases
-//! get multi-row `VALUES` lists, cut into chunks of a few fixed sizes.
+//! get multi-row `VALUES` lists, cut into chunks of a few fixed sizes, and the
+//! aggregates summed in memory.
 //!
 //! Text is stored as given, with one exception on every backend alike: a NUL character
 //! (which a Postgres `text` cannot hold — it would refuse the whole batch, again at every
@@ -33,7 +36,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, IdenStatic, TransactionTrait,
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, IdenStatic, TransactionTrait, Value,
 };
 
 use self::entity::{token_usage, usage_aggregates};
@@ -98,10 +101,6 @@ pub struct SeaOrmStore {
 
 /// Bind parameters per statement, under SQLite's default limit of 32,766 (Postgres: 65,535).
 const MAX_BINDS: usize = 32_000;
-
-/// The rows per `UNNEST` statement on Postgres (its text does not depend on the count):
-/// a larger batch takes several, each a few megabytes at most.
-const MAX_ARRAY_ROWS: usize = 5_000;
 
 /// The rows per multi-row statement: a batch is cut into chunks of these sizes only
 /// (largest first), so the statements' texts do not depend on the batch's size. A
@@ -178,12 +177,19 @@ impl SeaOrmStore {
             .map(|record| UsageRow::new(record, &pricing))
             .collect();
 
-        let inserted_ids = insert_rows(conn, &rows).await?;
+        let postgres = conn.get_database_backend() == DbBackend::Postgres;
+        let inserted_ids = if postgres {
+            self.write_postgres(conn, &rows).await?
+        } else {
+            insert_rows(conn, &rows).await?
+        };
         let inserted: Vec<&UsageRow> = rows
             .iter()
             .filter(|row| inserted_ids.contains(&row.request_id))
             .collect();
-        self.add_to_aggregates(conn, &inserted).await?;
+        if !postgres {
+            self.add_to_aggregates(conn, &inserted).await?;
+        }
 
         let outcome = BatchOutcome {
             inserted: inserted.len() as u64,
@@ -191,6 +197,90 @@ impl SeaOrmStore {
             unpriced: inserted.iter().filter(|row| row.unpriced).count() as u64,
         };
         Ok(outcome)
+    }
+
+    /// Postgres: the rows, and the aggregates of those inserted, in **one statement** —
+    /// the rows' `INSERT … ON CONFLICT DO NOTHING RETURNING request_id` as a CTE, and an
+    /// upsert of each bucket key's sums over the contributions (a row's five keys, sent
+    /// beside it) of the rows it returned, keys in order. One statement is one round trip
+    /// (and one wait for a delayed ACK while sqlx leaves Nagle on: BENCHMARKS.md, section
+    /// 10). It returns the request ids inserted.
+    async fn write_postgres<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        rows: &[UsageRow],
+    ) -> Result<HashSet<String>, StoreError> {
+        if rows.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let rows_source = unnest::Arrays::new(
+            "r",
+            &UsageRow::columns().map(|column| column.as_str()),
+            rows.iter().map(UsageRow::values),
+            1,
+        )?;
+        let key_columns = AggregateKey::columns().map(|column| column.as_str());
+        let columns: [&str; AggregateKey::COLUMNS + 1] = std::array::from_fn(|i| {
+            if i == 0 {
+                "request_id"
+            } else {
+                key_columns[i - 1]
+            }
+        });
+        let contributions = rows.iter().flat_map(|row| {
+            BucketType::ALL.map(|kind| {
+                let key = row.aggregate_key(kind, self.buckets.start(kind, row.timestamp));
+                let values = key.values(&row.sums());
+                std::array::from_fn(|i| {
+                    if i == 0 {
+                        Value::from(row.request_id.as_str())
+                    } else {
+                        values[i - 1].clone()
+                    }
+                })
+            })
+        });
+        let source =
+            unnest::Arrays::new("c", &columns, contributions, rows_source.values.len() + 1)?;
+
+        let quote = unnest::quote;
+        let table = quote(usage_aggregates::Entity.as_str());
+        let keys =
+            AggregateKey::key_columns().map(|column| format!("c.{}", quote(column.as_str())));
+        let sums =
+            rows::Sums::columns().map(|column| format!("sum(c.{})::int8", quote(column.as_str())));
+        let added = rows::Sums::columns().map(|column| {
+            let column = quote(column.as_str());
+            format!("{column} = {table}.{column} + excluded.{column}")
+        });
+        let insert_rows = rows_source.insert_into(
+            token_usage::Entity.as_str(),
+            "ON CONFLICT (\"request_id\") DO NOTHING RETURNING \"request_id\"",
+        );
+        let sql = format!(
+            "WITH \"#inserted\" AS ({insert_rows}), \"#added\" AS (\
+             INSERT INTO {table} ({}) SELECT {}, {} FROM {} \
+             WHERE c.\"request_id\" IN (SELECT \"request_id\" FROM \"#inserted\") \
+             GROUP BY {keys} ORDER BY {keys} \
+             ON CONFLICT ({}) DO UPDATE SET {}) \
+             SELECT \"request_id\" FROM \"#inserted\"",
+            source.columns[1..].join(", "),
+            keys.join(", "),
+            sums.join(", "),
+            source.from,
+            AggregateKey::key_columns()
+                .map(|column| quote(column.as_str()))
+                .join(", "),
+            added.join(", "),
+            keys = keys.join(", "),
+        );
+        let values = rows_source.values.into_iter().chain(source.values);
+        let statement = sea_orm::Statement::from_sql_and_values(DbBackend::Postgres, sql, values);
+        let mut inserted = HashSet::with_capacity(rows.len());
+        for row in conn.query_all_raw(statement).await? {
+            inserted.insert(row.try_get::<String>("", "request_id")?);
+        }
+        Ok(inserted)
     }
 
     /// Adds the rows to their buckets: one pre-summed upsert per key, keys in order.
@@ -208,29 +298,6 @@ impl SeaOrmStore {
         }
         let sums: Vec<(AggregateKey, rows::Sums)> = sums.into_iter().collect();
         if sums.is_empty() {
-            return Ok(());
-        }
-        if conn.get_database_backend() == DbBackend::Postgres {
-            let table = unnest::quote(usage_aggregates::Entity.as_str());
-            let keys = AggregateKey::key_columns().map(|column| unnest::quote(column.as_str()));
-            let added = rows::Sums::columns().map(|column| {
-                let column = unnest::quote(column.as_str());
-                format!("{column} = {table}.{column} + excluded.{column}")
-            });
-            let tail = format!(
-                "ON CONFLICT ({}) DO UPDATE SET {}",
-                keys.join(", "),
-                added.join(", ")
-            );
-            for chunk in sums.chunks(MAX_ARRAY_ROWS) {
-                let upsert = unnest::insert(
-                    usage_aggregates::Entity.as_str(),
-                    &AggregateKey::columns().map(|column| column.as_str()),
-                    chunk.iter().map(|(key, sums)| key.values(sums)),
-                    &tail,
-                )?;
-                conn.execute_raw(upsert).await?;
-            }
             return Ok(());
         }
         for chunk in fixed_chunks(&sums, MAX_BINDS / AggregateKey::COLUMNS) {
@@ -256,29 +323,14 @@ impl SeaOrmStore {
     }
 }
 
-/// Inserts the rows that are not stored yet (`ON CONFLICT (request_id) DO NOTHING`) and
-/// returns the request ids of those it inserted. Postgres takes a chunk as one `UNNEST`
-/// statement; other databases as multi-row `VALUES` of fixed sizes.
+/// Inserts the rows that are not stored yet (`ON CONFLICT (request_id) DO NOTHING`), as
+/// multi-row `VALUES` of fixed sizes, and returns the request ids of those it inserted.
 async fn insert_rows<C: ConnectionTrait>(
     conn: &C,
     rows: &[UsageRow],
 ) -> Result<HashSet<String>, StoreError> {
     let mut inserted = HashSet::with_capacity(rows.len());
     let returned = |row: sea_orm::QueryResult| row.try_get::<String>("", "request_id");
-    if conn.get_database_backend() == DbBackend::Postgres {
-        for chunk in rows.chunks(MAX_ARRAY_ROWS) {
-            let insert = unnest::insert(
-                token_usage::Entity.as_str(),
-                &UsageRow::columns().map(|column| column.as_str()),
-                chunk.iter().map(UsageRow::values),
-                "ON CONFLICT (\"request_id\") DO NOTHING RETURNING \"request_id\"",
-            )?;
-            for row in conn.query_all_raw(insert).await? {
-                inserted.insert(returned(row)?);
-            }
-        }
-        return Ok(inserted);
-    }
     for chunk in fixed_chunks(rows, MAX_BINDS / UsageRow::COLUMNS) {
         let mut insert = Query::insert();
         insert

@@ -20,88 +20,115 @@
 //! the same `CASE`, nullable or not, so no column can be NULL by mistake or lose one.
 
 use sea_orm::sea_query::ArrayType;
-use sea_orm::{DbBackend, DbErr, Statement, Value};
+use sea_orm::{DbErr, Value};
 
 /// The most columns a row can have: one bit each in the `int8` null mask.
 const MAX_COLUMNS: usize = 63;
 
-/// An `INSERT … SELECT … FROM UNNEST(…)` of `rows` into `table`'s `columns`, followed by
-/// `tail` (`ON CONFLICT …`, `RETURNING …`). Every row holds one value per column, of the
-/// same type in every row (the first row's types are the arrays' types).
-pub(super) fn insert<const N: usize>(
-    table: &str,
-    columns: &[&str; N],
-    rows: impl IntoIterator<Item = [Value; N]>,
-    tail: &str,
-) -> Result<Statement, DbErr> {
-    const { assert!(N <= MAX_COLUMNS, "one bit per column in an int8") };
-    let mut arrays: Vec<Vec<Value>> = (0..N).map(|_| Vec::new()).collect();
-    let mut nulls = Vec::new();
-    let mut types: Option<[(ArrayType, &'static str); N]> = None;
-    for row in rows {
-        let row_types = match &types {
-            Some(types) => types,
-            None => types.insert(column_types(columns, &row)?),
-        };
-        let mut mask = 0i64;
-        for (index, (value, (array, (_, sql_type)))) in row
-            .into_iter()
-            .zip(arrays.iter_mut().zip(row_types))
-            .enumerate()
-        {
-            if sql_type_of(&value) != Some(*sql_type) {
-                return Err(mixed_types(columns[index]));
-            }
-            if value_is_null(&value) {
-                mask |= 1 << index;
-                array.push(placeholder(&value));
-            } else {
-                array.push(value);
-            }
-        }
-        nulls.push(Value::BigInt(Some(mask)));
-    }
-    let Some(types) = types else {
-        return Err(DbErr::Custom(
-            "an UNNEST insert needs at least one row".into(),
-        ));
-    };
+/// Rows as array parameters, and the SQL that reads them back as a table.
+pub(super) struct Arrays {
+    /// `r`, the alias of the rows in [`Arrays::from`].
+    pub(super) alias: &'static str,
+    /// The columns, quoted.
+    pub(super) columns: Vec<String>,
+    /// Per column, its value with NULL restored from the row's mask.
+    pub(super) selected: Vec<String>,
+    /// `UNNEST($i::type[], …) WITH ORDINALITY AS r(…, "#nulls", "#ord")`.
+    pub(super) from: String,
+    /// The parameters, in order.
+    pub(super) values: Vec<Value>,
+}
 
-    let quoted: Vec<String> = columns.iter().map(|column| quote(column)).collect();
-    let selected: Vec<String> = quoted
-        .iter()
-        .enumerate()
-        .map(|(index, column)| {
-            format!(
-                "CASE WHEN (r.\"#nulls\" & {}) = 0 THEN r.{column} END",
-                1i64 << index
-            )
+impl Arrays {
+    /// `rows` as parameters `$first…`, of `columns`. Every row holds one value per
+    /// column, of the same type in every row (the first row's types are the arrays').
+    pub(super) fn new<const N: usize>(
+        alias: &'static str,
+        columns: &[&str; N],
+        rows: impl IntoIterator<Item = [Value; N]>,
+        first: usize,
+    ) -> Result<Self, DbErr> {
+        const { assert!(N <= MAX_COLUMNS, "one bit per column in an int8") };
+        let mut arrays: Vec<Vec<Value>> = (0..N).map(|_| Vec::new()).collect();
+        let mut nulls = Vec::new();
+        let mut types: Option<[(ArrayType, &'static str); N]> = None;
+        for row in rows {
+            let row_types = match &types {
+                Some(types) => types,
+                None => types.insert(column_types(columns, &row)?),
+            };
+            let mut mask = 0i64;
+            for (index, (value, (array, (_, sql_type)))) in row
+                .into_iter()
+                .zip(arrays.iter_mut().zip(row_types))
+                .enumerate()
+            {
+                if sql_type_of(&value) != Some(*sql_type) {
+                    return Err(mixed_types(columns[index]));
+                }
+                if value_is_null(&value) {
+                    mask |= 1 << index;
+                    array.push(placeholder(&value));
+                } else {
+                    array.push(value);
+                }
+            }
+            nulls.push(Value::BigInt(Some(mask)));
+        }
+        let Some(types) = types else {
+            return Err(DbErr::Custom(
+                "an UNNEST insert needs at least one row".into(),
+            ));
+        };
+
+        let quoted: Vec<String> = columns.iter().map(|column| quote(column)).collect();
+        let selected = quoted
+            .iter()
+            .enumerate()
+            .map(|(index, column)| {
+                format!(
+                    "CASE WHEN ({alias}.\"#nulls\" & {}) = 0 THEN {alias}.{column} END",
+                    1i64 << index
+                )
+            })
+            .collect();
+        let parameters: Vec<String> = types
+            .iter()
+            .enumerate()
+            .map(|(index, (_, sql_type))| format!("${}::{sql_type}[]", first + index))
+            .chain([format!("${}::int8[]", first + N)])
+            .collect();
+        let from = format!(
+            "UNNEST({}) WITH ORDINALITY AS {alias}({}, \"#nulls\", \"#ord\")",
+            parameters.join(", "),
+            quoted.join(", "),
+        );
+        let values = arrays
+            .into_iter()
+            .zip(types)
+            .map(|(array, (array_type, _))| Value::Array(array_type, Some(Box::new(array))))
+            .chain([Value::Array(ArrayType::BigInt, Some(Box::new(nulls)))])
+            .collect();
+        Ok(Self {
+            alias,
+            columns: quoted,
+            selected,
+            from,
+            values,
         })
-        .collect();
-    let parameters: Vec<String> = types
-        .iter()
-        .enumerate()
-        .map(|(index, (_, sql_type))| format!("${}::{sql_type}[]", index + 1))
-        .chain([format!("${}::int8[]", N + 1)])
-        .collect();
-    let sql = format!(
-        "INSERT INTO {} ({}) SELECT {} FROM UNNEST({}) WITH ORDINALITY AS r({}, \"#nulls\", \"#ord\") ORDER BY r.\"#ord\" {tail}",
-        quote(table),
-        quoted.join(", "),
-        selected.join(", "),
-        parameters.join(", "),
-        quoted.join(", "),
-    );
-    let values = arrays
-        .into_iter()
-        .zip(types)
-        .map(|(array, (array_type, _))| Value::Array(array_type, Some(Box::new(array))))
-        .chain([Value::Array(ArrayType::BigInt, Some(Box::new(nulls)))]);
-    Ok(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        sql,
-        values,
-    ))
+    }
+
+    /// `INSERT INTO table (…) SELECT … FROM UNNEST(…) … ORDER BY ord tail`.
+    pub(super) fn insert_into(&self, table: &str, tail: &str) -> String {
+        format!(
+            "INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY {}.\"#ord\" {tail}",
+            quote(table),
+            self.columns.join(", "),
+            self.selected.join(", "),
+            self.from,
+            self.alias,
+        )
+    }
 }
 
 /// `"name"`, for names of our own schema (no quotes inside).
@@ -183,7 +210,27 @@ fn placeholder(null: &Value) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use sea_orm::{DbBackend, Statement};
+
     use super::*;
+
+    /// An `INSERT … SELECT … FROM UNNEST(…)` of `rows` into `table`'s `columns`, followed by
+    /// `tail` (`ON CONFLICT …`, `RETURNING …`). Every row holds one value per column, of the
+    /// same type in every row (the first row's types are the arrays' types).
+    fn insert<const N: usize>(
+        table: &str,
+        columns: &[&str; N],
+        rows: impl IntoIterator<Item = [Value; N]>,
+        tail: &str,
+    ) -> Result<Statement, DbErr> {
+        let source = Arrays::new("r", columns, rows, 1)?;
+        let sql = source.insert_into(table, tail);
+        Ok(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            source.values,
+        ))
+    }
 
     #[test]
     fn the_statement_text_does_not_depend_on_the_rows() {

@@ -3,8 +3,8 @@
 //!
 //! A batch is **one transaction**: the rows are inserted with
 //! `ON CONFLICT (request_id) DO NOTHING … RETURNING request_id`, then the aggregates of
-//! **only the rows actually inserted** are added — summed in memory per bucket key and
-//! upserted in one statement, in a fixed key order (so concurrent writers take row locks
+//! **only the rows actually inserted** are added — summed per bucket key and upserted
+//! in a fixed key order (so concurrent writers take row locks
 //! in the same order and cannot deadlock). Writing a batch again changes nothing: a retry
 //! after an ambiguous commit never counts twice.
 //!

@@ -424,6 +424,41 @@ async fn cost_components_are_filled_from_the_rows_of_each_bucket() {
     }
 }
 
+/// `usage_aggregates`' storage parameters on Postgres (`pg_class.reloptions`).
+async fn aggregate_options(db: &TestDb) -> Vec<String> {
+    let row = db
+        .db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.db.get_database_backend(),
+            "SELECT coalesce(array_to_string(reloptions, ','), '') AS options FROM pg_class \
+             WHERE oid = 'usage_aggregates'::regclass",
+        ))
+        .await
+        .unwrap()
+        .expect("usage_aggregates");
+    let options: String = row.try_get("", "options").unwrap();
+    options
+        .split(',')
+        .filter(|option| !option.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn aggregates_leave_room_on_their_pages_for_updates_on_postgres() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    assert_eq!(aggregate_options(&db).await, ["fillfactor=70"]);
+    // The effect (HOT updates, no index entries) is measured, not asserted: the
+    // `store_throughput` benchmark and BENCHMARKS.md section 10.
+    UsageMigrator::down(&db.db, Some(1)).await.unwrap();
+    assert_eq!(aggregate_options(&db).await, Vec::<String>::new());
+    UsageMigrator::up(&db.db, None).await.unwrap();
+    assert_eq!(aggregate_options(&db).await, ["fillfactor=70"]);
+    db.close().await;
+}
+
 /// The versions recorded in a tracking table, with their time.
 async fn tracked(db: &TestDb, table: &str) -> Vec<(String, i64)> {
     let query = Query::select()

@@ -159,6 +159,35 @@ async fn a_batch_written_twice_or_replayed_after_a_failed_commit_counts_once() {
         assert_eq!(month[0].total_requests, 50);
         assert_eq!(month[0].total_input_tokens, (100..150).sum::<i64>());
         assert_aggregates_match_rows(&db, &Buckets::default()).await;
+
+        // A batch partly stored already (a writer retrying a batch it had grown): only
+        // the new records count, in the buckets of both.
+        let mut overlapping = batch[40..].to_vec();
+        overlapping.extend((0..5).map(|i| {
+            record(
+                Provider::BEDROCK,
+                who.clone(),
+                "claude-sonnet-4-5",
+                usage(1_000 + i, 1, 0, 0),
+                at(12, i as u32),
+            )
+        }));
+        let outcome = store.write_batch_in(&db.db, &overlapping).await.unwrap();
+        assert_eq!(
+            (outcome.inserted, outcome.duplicates),
+            (5, 10),
+            "{}",
+            db.backend
+        );
+        assert_eq!(rows(&db).await.len(), 55, "{}", db.backend);
+        let month = aggregates(&db, BucketType::Month).await;
+        assert_eq!(
+            month.iter().map(|m| m.total_requests).sum::<i64>(),
+            55,
+            "{}",
+            db.backend
+        );
+        assert_aggregates_match_rows(&db, &Buckets::default()).await;
         db.close().await;
     }
 }

@@ -9,12 +9,12 @@
 //! after an ambiguous commit never counts twice.
 //!
 //! On Postgres a batch is one statement: the rows as one array per column (`INSERT …
-//! SELECT … FROM UNNEST(…)`) in a CTE, and the aggregates summed in SQL over the
-//! contributions (each row's five bucket keys, sent beside it) of the rows that CTE
-//! returned, upserted in key order. Its text is the same for every batch, so it is
-//! prepared once per connection, and the values travel as binary arrays. Other databases
-//! get multi-row `VALUES` lists, cut into chunks of a few fixed sizes, and the
-//! aggregates summed in memory.
+//! SELECT … FROM UNNEST(…)`) in a CTE, and the upsert of the batch's sums, also as
+//! arrays, applied only if that CTE inserted every row; when it did not (a retry of
+//! rows partly stored), the sums of the rows it did insert follow in a second
+//! statement. Its text is the same for every batch, so it is prepared once per
+//! connection, and the values travel as binary arrays. Other databases get multi-row
+//! `VALUES` lists, cut into chunks of a few fixed sizes.
 //!
 //! Text is stored as given, with one exception on every backend alike: a NUL character
 //! (which a Postgres `text` cannot hold — it would refuse the whole batch, again at every
@@ -188,7 +188,8 @@ impl SeaOrmStore {
             .filter(|row| inserted_ids.contains(&row.request_id))
             .collect();
         if !postgres {
-            self.add_to_aggregates(conn, &inserted).await?;
+            self.add_to_aggregates(conn, inserted.iter().copied())
+                .await?;
         }
 
         let outcome = BatchOutcome {
@@ -201,10 +202,12 @@ impl SeaOrmStore {
 
     /// Postgres: the rows, and the aggregates of those inserted, in **one statement** —
     /// the rows' `INSERT … ON CONFLICT DO NOTHING RETURNING request_id` as a CTE, and an
-    /// upsert of each bucket key's sums over the contributions (a row's five keys, sent
-    /// beside it) of the rows it returned, keys in order. One statement is one round trip
-    /// (and one wait for a delayed ACK while sqlx leaves Nagle on: BENCHMARKS.md, section
-    /// 10). It returns the request ids inserted.
+    /// upsert of each bucket key's sums over the whole batch, keys in order, which takes
+    /// effect only if that CTE inserted every row (`(SELECT count(*) …) = n`). One
+    /// statement is one round trip (and one wait for a delayed ACK while sqlx leaves
+    /// Nagle on: BENCHMARKS.md, section 10). When some rows were stored already — a
+    /// retry — the sums of those inserted are added by a second statement in the same
+    /// transaction. It returns the request ids inserted.
     async fn write_postgres<C: ConnectionTrait>(
         &self,
         conn: &C,
@@ -219,76 +222,62 @@ impl SeaOrmStore {
             rows.iter().map(UsageRow::values),
             1,
         )?;
-        let key_columns = AggregateKey::columns().map(|column| column.as_str());
-        let columns: [&str; AggregateKey::COLUMNS + 1] = std::array::from_fn(|i| {
-            if i == 0 {
-                "request_id"
-            } else {
-                key_columns[i - 1]
-            }
-        });
-        let contributions = rows.iter().flat_map(|row| {
-            BucketType::ALL.map(|kind| {
-                let key = row.aggregate_key(kind, self.buckets.start(kind, row.timestamp));
-                let values = key.values(&row.sums());
-                std::array::from_fn(|i| {
-                    if i == 0 {
-                        Value::from(row.request_id.as_str())
-                    } else {
-                        values[i - 1].clone()
-                    }
-                })
-            })
-        });
-        let source =
-            unnest::Arrays::new("c", &columns, contributions, rows_source.values.len() + 1)?;
-
-        let quote = unnest::quote;
-        let table = quote(usage_aggregates::Entity.as_str());
-        let keys =
-            AggregateKey::key_columns().map(|column| format!("c.{}", quote(column.as_str())));
-        let sums =
-            rows::Sums::columns().map(|column| format!("sum(c.{})::int8", quote(column.as_str())));
+        let sums = self.sums_by_key(rows.iter());
+        let aggregates = unnest::Arrays::new(
+            "a",
+            &AggregateKey::columns().map(|column| column.as_str()),
+            sums.iter().map(|(key, sums)| key.values(sums)),
+            rows_source.values.len() + 2,
+        )?;
+        let table = unnest::quote(usage_aggregates::Entity.as_str());
         let added = rows::Sums::columns().map(|column| {
-            let column = quote(column.as_str());
+            let column = unnest::quote(column.as_str());
             format!("{column} = {table}.{column} + excluded.{column}")
         });
+        let conflict = AggregateKey::key_columns().map(|column| unnest::quote(column.as_str()));
         let insert_rows = rows_source.insert_into(
             token_usage::Entity.as_str(),
+            None,
             "ON CONFLICT (\"request_id\") DO NOTHING RETURNING \"request_id\"",
         );
-        let sql = format!(
-            "WITH \"#inserted\" AS ({insert_rows}), \"#added\" AS (\
-             INSERT INTO {table} ({}) SELECT {}, {} FROM {} \
-             WHERE c.\"request_id\" IN (SELECT \"request_id\" FROM \"#inserted\") \
-             GROUP BY {keys} ORDER BY {keys} \
-             ON CONFLICT ({}) DO UPDATE SET {}) \
-             SELECT \"request_id\" FROM \"#inserted\"",
-            source.columns[1..].join(", "),
-            keys.join(", "),
-            sums.join(", "),
-            source.from,
-            AggregateKey::key_columns()
-                .map(|column| quote(column.as_str()))
-                .join(", "),
-            added.join(", "),
-            keys = keys.join(", "),
+        let count = rows_source.values.len() + 1;
+        let add_sums = aggregates.insert_into(
+            usage_aggregates::Entity.as_str(),
+            Some(&format!("(SELECT count(*) FROM \"#inserted\") = ${count}")),
+            &format!(
+                "ON CONFLICT ({}) DO UPDATE SET {}",
+                conflict.join(", "),
+                added.join(", ")
+            ),
         );
-        let values = rows_source.values.into_iter().chain(source.values);
+        let sql = format!(
+            "WITH \"#inserted\" AS ({insert_rows}), \"#added\" AS ({add_sums}) \
+             SELECT \"request_id\" FROM \"#inserted\""
+        );
+        let values = rows_source
+            .values
+            .into_iter()
+            .chain([Value::BigInt(Some(rows.len() as i64))])
+            .chain(aggregates.values);
         let statement = sea_orm::Statement::from_sql_and_values(DbBackend::Postgres, sql, values);
         let mut inserted = HashSet::with_capacity(rows.len());
         for row in conn.query_all_raw(statement).await? {
             inserted.insert(row.try_get::<String>("", "request_id")?);
         }
+        if inserted.len() < rows.len() {
+            // Some were stored already (a retry): the sums sent were not added; add those
+            // of the rows inserted now, in the same transaction.
+            let new = rows.iter().filter(|row| inserted.contains(&row.request_id));
+            self.add_to_aggregates(conn, new).await?;
+        }
         Ok(inserted)
     }
 
-    /// Adds the rows to their buckets: one pre-summed upsert per key, keys in order.
-    async fn add_to_aggregates<C: ConnectionTrait>(
+    /// Each bucket key's sums over `rows`, keys in order.
+    fn sums_by_key<'r>(
         &self,
-        conn: &C,
-        rows: &[&UsageRow],
-    ) -> Result<(), StoreError> {
+        rows: impl Iterator<Item = &'r UsageRow>,
+    ) -> BTreeMap<AggregateKey, rows::Sums> {
         let mut sums: BTreeMap<AggregateKey, rows::Sums> = BTreeMap::new();
         for row in rows {
             for kind in BucketType::ALL {
@@ -296,7 +285,16 @@ impl SeaOrmStore {
                 sums.entry(key).or_default().add(&row.sums());
             }
         }
-        let sums: Vec<(AggregateKey, rows::Sums)> = sums.into_iter().collect();
+        sums
+    }
+
+    /// Adds the rows to their buckets: one pre-summed upsert per key, keys in order.
+    async fn add_to_aggregates<'r, C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        rows: impl Iterator<Item = &'r UsageRow>,
+    ) -> Result<(), StoreError> {
+        let sums: Vec<(AggregateKey, rows::Sums)> = self.sums_by_key(rows).into_iter().collect();
         if sums.is_empty() {
             return Ok(());
         }

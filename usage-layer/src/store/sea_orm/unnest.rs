@@ -118,14 +118,16 @@ impl Arrays {
         })
     }
 
-    /// `INSERT INTO table (…) SELECT … FROM UNNEST(…) … ORDER BY ord tail`.
-    pub(super) fn insert_into(&self, table: &str, tail: &str) -> String {
+    /// `INSERT INTO table (…) SELECT … FROM UNNEST(…) [WHERE filter] ORDER BY ord tail`.
+    pub(super) fn insert_into(&self, table: &str, filter: Option<&str>, tail: &str) -> String {
+        let filter = filter.map(|filter| format!(" WHERE {filter}"));
         format!(
-            "INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY {}.\"#ord\" {tail}",
+            "INSERT INTO {} ({}) SELECT {} FROM {}{} ORDER BY {}.\"#ord\" {tail}",
             quote(table),
             self.columns.join(", "),
             self.selected.join(", "),
             self.from,
+            filter.unwrap_or_default(),
             self.alias,
         )
     }
@@ -224,7 +226,7 @@ mod tests {
         tail: &str,
     ) -> Result<Statement, DbErr> {
         let source = Arrays::new("r", columns, rows, 1)?;
-        let sql = source.insert_into(table, tail);
+        let sql = source.insert_into(table, None, tail);
         Ok(Statement::from_sql_and_values(
             DbBackend::Postgres,
             sql,

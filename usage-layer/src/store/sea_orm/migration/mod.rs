@@ -49,6 +49,9 @@
 //!    of a range's rows: `(timestamp, provider, outcome)`, and partial indexes on the rows
 //!    that fell back and on the unpriced ones; the first replaces the index on `timestamp`. On Postgres `CREATE INDEX` holds writes to
 //!    `token_usage` while it runs (seconds per million rows): migrate in a quiet moment.
+//! 7. `m20261205_000007_aggregate_fillfactor` — on Postgres, `usage_aggregates` fills its
+//!    pages to 70 %, so the updates of a bucket's row stay on its page (HOT updates, no
+//!    index entries); pages filled before keep their rows until a `VACUUM FULL`.
 //!
 //! Every `down` keeps what the older schema cannot hold aside (in a `*_rollback` table,
 //! see [`rollback`]) and the next `up` puts it back, so `up → down → up` loses nothing.
@@ -73,6 +76,7 @@ mod m20251201_000003_usage_details;
 mod m20261201_000004_text_ids;
 mod m20261203_000005_aggregate_cost_components;
 pub(crate) mod m20261204_000006_breakdown_indexes;
+mod m20261205_000007_aggregate_fillfactor;
 pub mod rollback;
 mod schema;
 
@@ -133,6 +137,7 @@ impl MigratorTrait for UsageMigrator {
             Box::new(m20261201_000004_text_ids::Migration),
             Box::new(m20261203_000005_aggregate_cost_components::Migration),
             Box::new(m20261204_000006_breakdown_indexes::Migration),
+            Box::new(m20261205_000007_aggregate_fillfactor::Migration),
         ]
     }
 

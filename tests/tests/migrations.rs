@@ -424,6 +424,9 @@ async fn cost_components_are_filled_from_the_rows_of_each_bucket() {
     }
 }
 
+/// The usage migration that leaves room on the aggregates' pages.
+const FILLFACTOR: &str = "m20261205_000007_aggregate_fillfactor";
+
 /// `usage_aggregates`' storage parameters on Postgres (`pg_class.reloptions`).
 async fn aggregate_options(db: &TestDb) -> Vec<String> {
     let row = db
@@ -452,7 +455,9 @@ async fn aggregates_leave_room_on_their_pages_for_updates_on_postgres() {
     assert_eq!(aggregate_options(&db).await, ["fillfactor=70"]);
     // The effect (HOT updates, no index entries) is measured, not asserted: the
     // `store_throughput` benchmark and BENCHMARKS.md section 10.
-    UsageMigrator::down(&db.db, Some(1)).await.unwrap();
+    UsageMigrator::down(&db.db, Some(steps_to_undo(FILLFACTOR)))
+        .await
+        .unwrap();
     assert_eq!(aggregate_options(&db).await, Vec::<String>::new());
     UsageMigrator::up(&db.db, None).await.unwrap();
     assert_eq!(aggregate_options(&db).await, ["fillfactor=70"]);

@@ -172,7 +172,9 @@ async fn a_batch_written_twice_or_replayed_after_a_failed_commit_counts_once() {
                 at(12, i as u32),
             )
         }));
-        let outcome = store.write_batch_in(&db.db, &overlapping).await.unwrap();
+        let txn = db.db.begin().await.unwrap();
+        let outcome = store.write_batch_in(&txn, &overlapping).await.unwrap();
+        txn.commit().await.unwrap();
         assert_eq!(
             (outcome.inserted, outcome.duplicates),
             (5, 10),

@@ -10,11 +10,17 @@
 //!
 //! On Postgres a batch is one statement: the rows as one array per column (`INSERT …
 //! SELECT … FROM UNNEST(…)`) in a CTE, and the upsert of the batch's sums, also as
-//! arrays, applied only if that CTE inserted every row; when it did not (a retry of
-//! rows partly stored), the sums of the rows it did insert follow in a second
-//! statement. Its text is the same for every batch, so it is prepared once per
-//! connection, and the values travel as binary arrays. Other databases get multi-row
-//! `VALUES` lists, cut into chunks of a few fixed sizes.
+//! arrays, applied only if that CTE inserted every row. Its text is the same for every
+//! batch, so it is prepared once per connection, and the values travel as binary
+//! arrays. When not every row was inserted (a retry of rows partly stored), the sums of
+//! those that were follow as multi-row `VALUES` upserts, as on other databases, which
+//! get multi-row `VALUES` lists cut into chunks of a few fixed sizes.
+//!
+//! The key order is `bucket_type` minute, hour, day, week, month, then start, user, key
+//! and provider (bytewise). Builds before the one that added migration 7 ordered the
+//! Postgres upserts by SQL text order instead: while writers of both run at once (a
+//! rolling upgrade), Postgres may abort one of them as a deadlock; that batch rolls back
+//! and is retried, and nothing is counted twice.
 //!
 //! Text is stored as given, with one exception on every backend alike: a NUL character
 //! (which a Postgres `text` cannot hold — it would refuse the whole batch, again at every
@@ -206,8 +212,8 @@ impl SeaOrmStore {
     /// effect only if that CTE inserted every row (`(SELECT count(*) …) = n`). One
     /// statement is one round trip (and one wait for a delayed ACK while sqlx leaves
     /// Nagle on: BENCHMARKS.md, section 10). When some rows were stored already — a
-    /// retry — the sums of those inserted are added by a second statement in the same
-    /// transaction. It returns the request ids inserted.
+    /// retry — the sums of those inserted are added by multi-row `VALUES` upserts in the
+    /// same transaction. It returns the request ids inserted.
     async fn write_postgres<C: ConnectionTrait>(
         &self,
         conn: &C,

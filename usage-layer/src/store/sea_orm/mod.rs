@@ -228,12 +228,14 @@ impl SeaOrmStore {
             rows.iter().map(UsageRow::values),
             1,
         )?;
+        // `$count`, the rows the batch holds, follows the rows' arrays; the sums' follow it.
+        let count = rows_source.values.len() + 1;
         let sums = self.sums_by_key(rows.iter());
         let aggregates = unnest::Arrays::new(
             "a",
             &AggregateKey::columns().map(|column| column.as_str()),
             sums.iter().map(|(key, sums)| key.values(sums)),
-            rows_source.values.len() + 2,
+            count + 1,
         )?;
         let table = unnest::quote(usage_aggregates::Entity.as_str());
         let added = rows::Sums::columns().map(|column| {
@@ -246,7 +248,6 @@ impl SeaOrmStore {
             None,
             "ON CONFLICT (\"request_id\") DO NOTHING RETURNING \"request_id\"",
         );
-        let count = rows_source.values.len() + 1;
         let add_sums = aggregates.insert_into(
             usage_aggregates::Entity.as_str(),
             Some(&format!("(SELECT count(*) FROM \"#inserted\") = ${count}")),
@@ -286,9 +287,10 @@ impl SeaOrmStore {
     ) -> BTreeMap<AggregateKey, rows::Sums> {
         let mut sums: BTreeMap<AggregateKey, rows::Sums> = BTreeMap::new();
         for row in rows {
+            let row_sums = row.sums();
             for kind in BucketType::ALL {
                 let key = row.aggregate_key(kind, self.buckets.start(kind, row.timestamp));
-                sums.entry(key).or_default().add(&row.sums());
+                sums.entry(key).or_default().add(&row_sums);
             }
         }
         sums

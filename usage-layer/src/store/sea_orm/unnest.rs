@@ -27,14 +27,14 @@ const MAX_COLUMNS: usize = 63;
 
 /// Rows as array parameters, and the SQL that reads them back as a table.
 pub(super) struct Arrays {
-    /// `r`, the alias of the rows in [`Arrays::from`].
-    pub(super) alias: &'static str,
+    /// `r`, the alias of the rows in `from`.
+    alias: &'static str,
     /// The columns, quoted.
-    pub(super) columns: Vec<String>,
+    columns: Vec<String>,
     /// Per column, its value with NULL restored from the row's mask.
-    pub(super) selected: Vec<String>,
+    selected: Vec<String>,
     /// `UNNEST($i::type[], …) WITH ORDINALITY AS r(…, "#nulls", "#ord")`.
-    pub(super) from: String,
+    from: String,
     /// The parameters, in order.
     pub(super) values: Vec<Value>,
 }

@@ -4,6 +4,7 @@
 //! messages that do not decode.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
@@ -213,6 +214,76 @@ async fn a_message_that_does_not_decode_is_terminated_and_counted_not_written() 
         (0, 0),
         "terminated, not redelivered: {lag:?}"
     );
+    task.abort();
+    db.close().await;
+}
+
+/// A store whose first write waits until the test lets it go.
+struct HeldStore {
+    inner: usage_layer::store::sea_orm::SeaOrmStore,
+    writing: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Semaphore>,
+}
+
+impl UsageStore for HeldStore {
+    type Error = usage_layer::store::sea_orm::StoreError;
+
+    async fn write_batch(&self, batch: &[UsageRecord]) -> Result<(), Self::Error> {
+        self.writing.notify_one();
+        self.release.acquire().await.expect("open").forget();
+        self.inner.write_batch(batch).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_ingester_finishes_its_write_and_hands_back_what_it_fetched_beside_it() {
+    let db = TestDb::sqlite().await;
+    let server = NatsServer::start().await;
+    let nats = NatsStore::new(server.client().await, NatsConfig::default());
+    nats.ensure_stream().await.unwrap();
+    let sent = records(150);
+    nats.write_batch(&sent).await.unwrap();
+
+    let mut config = IngestConfig::default();
+    config.max_batch = 50;
+    config.ack_wait = Duration::from_secs(3600);
+    let (writing, release) = (
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::new(tokio::sync::Semaphore::new(0)),
+    );
+    let held = HeldStore {
+        inner: store(&db),
+        writing: writing.clone(),
+        release: release.clone(),
+    };
+    let ingester = Ingester::new(server.client().await, held, config.clone())
+        .await
+        .unwrap();
+    let handle = ingester.handle();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(ingester.run(async {
+        let _ = stopped.await;
+    }));
+    // The first batch is being written (and the second is fetched beside it) when the
+    // ingester is told to stop; only then may the write go on.
+    writing.notified().await;
+    stop.send(()).unwrap();
+    release.add_permits(1);
+    running.await.unwrap().expect("stops cleanly");
+
+    assert_eq!(handle.stats().written, 50, "the write in hand was finished");
+    assert_eq!(rows(&db).await.len(), 50);
+    // What was fetched beside the write was handed back: with an hour's `ack_wait`,
+    // another ingester of the consumer gets it now or not in this test's minute.
+    let rest = Ingester::new(server.client().await, store(&db), config)
+        .await
+        .unwrap();
+    let rest_handle = rest.handle();
+    let task = tokio::spawn(rest.run(std::future::pending()));
+    wait_for_rows(&db, sent.len()).await;
+    assert_once_each(&rows(&db).await, &sent);
+    assert_aggregates_match_rows(&db, &Buckets::default()).await;
+    assert_eq!(rest_handle.stats().written, 100);
     task.abort();
     db.close().await;
 }

@@ -10,7 +10,8 @@
 //!   whose first acknowledgement was lost) is dropped by the stream's duplicate window.
 //! * [`Ingester`] is the other end: a durable pull consumer that writes what it fetches
 //!   through any [`UsageStore`] (e.g. the sea-orm one) and acknowledges each message only
-//!   after the store has taken its batch. Several ingesters may share one consumer; a
+//!   after the store has taken its batch, fetching the next batch while one is
+//!   written. Several ingesters may share one consumer; a
 //!   message whose acknowledgement was lost is delivered again, which an idempotent store
 //!   (as [`UsageStore`] requires) turns into nothing.
 //!
@@ -378,25 +379,65 @@ impl<S: UsageStore> Ingester<S> {
         }
     }
 
-    /// Fetches, writes and acknowledges until `shutdown` resolves (between batches: a
-    /// batch in hand is finished first) or the consumer fails.
+    /// Fetches, writes and acknowledges until `shutdown` resolves or the consumer fails.
+    ///
+    /// The next batch is fetched while one is written, so the store is not left idle
+    /// while JetStream delivers. `shutdown` is seen between batches and interrupts
+    /// neither: the batch being written is finished (acknowledged, or refused and
+    /// delivered again later), and the fetch beside it too, whose messages are then
+    /// handed back unwritten (a `NAK` without delay: another ingester of the consumer
+    /// gets them at once, instead of after [`IngestConfig::ack_wait`]). So an ingester
+    /// stops within one write and one [`IngestConfig::fetch_wait`] of `shutdown`.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), NatsError> {
         let mut shutdown = std::pin::pin!(shutdown);
+        let mut in_hand = Fetched::default();
         loop {
-            tokio::select! {
-                biased;
-                () = &mut shutdown => return Ok(()),
-                done = self.ingest_once() => drop(done?),
+            let (written, fetched) = tokio::join!(self.write(in_hand), self.fetch());
+            let fetched = match (written, fetched) {
+                (Ok(_), Ok(fetched)) => fetched,
+                (Err(error), Ok(fetched)) => {
+                    // Best effort: the consumer is failing anyway.
+                    let _ = self.hand_back(fetched).await;
+                    return Err(error);
+                }
+                (Err(error), Err(_)) | (Ok(_), Err(error)) => return Err(error),
+            };
+            if futures::FutureExt::now_or_never(shutdown.as_mut()).is_some() {
+                return self.hand_back(fetched).await;
             }
+            in_hand = fetched;
         }
+    }
+
+    /// Gives fetched messages back to the consumer unwritten, for immediate redelivery;
+    /// each `NAK` is confirmed by the server, so none is lost when the process exits next.
+    async fn hand_back(&self, fetched: Fetched) -> Result<(), NatsError> {
+        for message in &fetched.messages {
+            message
+                .double_ack_with(jetstream::AckKind::Nak(None))
+                .await
+                .map_err(|error| self.consumer_error(error))?;
+        }
+        Ok(())
     }
 
     /// One fetch: its records written and acknowledged. Returns how many were written.
     pub async fn ingest_once(&self) -> Result<usize, NatsError> {
-        let consumer_error = |error: async_nats::Error| NatsError::Consumer {
+        let fetched = self.fetch().await?;
+        self.write(fetched).await
+    }
+
+    fn consumer_error(&self, error: impl Into<async_nats::Error>) -> NatsError {
+        NatsError::Consumer {
             consumer: self.config.consumer.clone(),
-            source: error,
-        };
+            source: error.into(),
+        }
+    }
+
+    /// Up to [`IngestConfig::max_batch`] messages, waiting at most
+    /// [`IngestConfig::fetch_wait`] for the first; those that do not decode are
+    /// terminated here.
+    async fn fetch(&self) -> Result<Fetched, NatsError> {
         let mut fetched = self
             .consumer
             .fetch()
@@ -404,15 +445,17 @@ impl<S: UsageStore> Ingester<S> {
             .expires(self.config.fetch_wait)
             .messages()
             .await
-            .map_err(|error| consumer_error(error.into()))?;
-        let mut messages = Vec::with_capacity(self.config.max_batch);
-        let mut records = Vec::with_capacity(self.config.max_batch);
+            .map_err(|error| self.consumer_error(error))?;
+        let mut batch = Fetched {
+            messages: Vec::with_capacity(self.config.max_batch),
+            records: Vec::with_capacity(self.config.max_batch),
+        };
         while let Some(message) = fetched.next().await {
-            let message = message.map_err(&consumer_error)?;
+            let message = message.map_err(|error| self.consumer_error(error))?;
             match decode(&message) {
                 Ok(record) => {
-                    records.push(record);
-                    messages.push(message);
+                    batch.records.push(record);
+                    batch.messages.push(message);
                 }
                 Err(why) => {
                     self.counters.undecodable.fetch_add(1, Ordering::Relaxed);
@@ -424,10 +467,18 @@ impl<S: UsageStore> Ingester<S> {
                     message
                         .ack_with(jetstream::AckKind::Term)
                         .await
-                        .map_err(consumer_error)?;
+                        .map_err(|error| self.consumer_error(error))?;
                 }
             }
         }
+        Ok(batch)
+    }
+
+    /// Writes a fetched batch through the store and acknowledges its messages, or, when
+    /// the store refuses it, asks for them again after [`IngestConfig::retry_delay`].
+    /// Returns how many records were written.
+    async fn write(&self, batch: Fetched) -> Result<usize, NatsError> {
+        let Fetched { messages, records } = batch;
         if records.is_empty() {
             return Ok(0);
         }
@@ -435,7 +486,10 @@ impl<S: UsageStore> Ingester<S> {
             Ok(()) => {
                 // Acknowledged only now: a crash before this line delivers them again.
                 for message in &messages {
-                    message.ack().await.map_err(consumer_error)?;
+                    message
+                        .ack()
+                        .await
+                        .map_err(|error| self.consumer_error(error))?;
                 }
                 self.counters
                     .written
@@ -454,12 +508,19 @@ impl<S: UsageStore> Ingester<S> {
                     message
                         .ack_with(jetstream::AckKind::Nak(Some(self.config.retry_delay)))
                         .await
-                        .map_err(consumer_error)?;
+                        .map_err(|error| self.consumer_error(error))?;
                 }
                 Ok(0)
             }
         }
     }
+}
+
+/// Messages fetched and not yet written: each decoded record beside its message.
+#[derive(Default)]
+struct Fetched {
+    messages: Vec<jetstream::Message>,
+    records: Vec<UsageRecord>,
 }
 
 /// Why a message is not a record this code can read.

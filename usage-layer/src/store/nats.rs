@@ -382,17 +382,30 @@ impl<S: UsageStore> Ingester<S> {
     /// Fetches, writes and acknowledges until `shutdown` resolves or the consumer fails.
     ///
     /// The next batch is fetched while one is written, so the store is not left idle
-    /// while JetStream delivers. `shutdown` is seen between batches and interrupts
-    /// neither: the batch being written is finished (acknowledged, or refused and
+    /// while JetStream delivers. `shutdown` interrupts neither: the batch being written
+    /// is finished (acknowledged, or refused and
     /// delivered again later), and the fetch beside it too, whose messages are then
     /// handed back unwritten (a `NAK` without delay: another ingester of the consumer
     /// gets them at once, instead of after [`IngestConfig::ack_wait`]). So an ingester
     /// stops within one write and one [`IngestConfig::fetch_wait`] of `shutdown`.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), NatsError> {
         let mut shutdown = std::pin::pin!(shutdown);
+        let mut stopping = false;
         let mut in_hand = Fetched::default();
         loop {
-            let (written, fetched) = tokio::join!(self.write(in_hand), self.fetch());
+            let mut work =
+                std::pin::pin!(async { tokio::join!(self.write(in_hand), self.fetch()) });
+            // `shutdown` is polled beside the work from the start (a signal handler must
+            // be installed before the signal comes); once it resolves, the work is
+            // finished and this is the last round.
+            let (written, fetched) = tokio::select! {
+                biased;
+                done = &mut work => done,
+                () = &mut shutdown => {
+                    stopping = true;
+                    work.await
+                }
+            };
             let fetched = match (written, fetched) {
                 (Ok(_), Ok(fetched)) => fetched,
                 (Err(error), Ok(fetched)) => {
@@ -402,7 +415,7 @@ impl<S: UsageStore> Ingester<S> {
                 }
                 (Err(error), Err(_)) | (Ok(_), Err(error)) => return Err(error),
             };
-            if futures::FutureExt::now_or_never(shutdown.as_mut()).is_some() {
+            if stopping {
                 return self.hand_back(fetched).await;
             }
             in_hand = fetched;

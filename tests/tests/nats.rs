@@ -273,8 +273,11 @@ async fn a_stopping_ingester_finishes_its_write_and_hands_back_what_it_fetched_b
 
     assert_eq!(handle.stats().written, 50, "the write in hand was finished");
     assert_eq!(rows(&db).await.len(), 50);
-    // What was fetched beside the write was handed back: with an hour's `ack_wait`,
-    // another ingester of the consumer gets it now or not in this test's minute.
+    // The second batch was fetched beside the write (only the third was never
+    // delivered), and handed back: with an hour's `ack_wait`, another ingester of the
+    // consumer gets it now or not in this test's minute.
+    let lag = handle.lag().await.unwrap();
+    assert_eq!(lag.pending, 50, "two batches were fetched: {lag:?}");
     let rest = Ingester::new(server.client().await, store(&db), config)
         .await
         .unwrap();
@@ -283,6 +286,13 @@ async fn a_stopping_ingester_finishes_its_write_and_hands_back_what_it_fetched_b
     wait_for_rows(&db, sent.len()).await;
     assert_once_each(&rows(&db).await, &sent);
     assert_aggregates_match_rows(&db, &Buckets::default()).await;
+    // Counted once acknowledged, just after the commit the rows showed.
+    for _ in 0..1200 {
+        if rest_handle.stats().written >= 100 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(rest_handle.stats().written, 100);
     task.abort();
     db.close().await;

@@ -272,6 +272,9 @@ struct Counters {
 /// [module docs](self).
 pub struct Ingester<S> {
     store: S,
+    /// Flushed before [`Ingester::run`] returns: acknowledgements are publishes the
+    /// client may still hold.
+    client: async_nats::Client,
     consumer: consumer::Consumer<consumer::pull::Config>,
     config: IngestConfig,
     counters: Arc<Counters>,
@@ -339,7 +342,7 @@ impl<S: UsageStore> Ingester<S> {
         store: S,
         config: IngestConfig,
     ) -> Result<Self, NatsError> {
-        let jetstream = jetstream::new(client);
+        let jetstream = jetstream::new(client.clone());
         ensure_stream(&jetstream, &config.stream).await?;
         let consumer_error = |error: async_nats::Error| NatsError::Consumer {
             consumer: config.consumer.clone(),
@@ -364,6 +367,7 @@ impl<S: UsageStore> Ingester<S> {
             .map_err(|error| consumer_error(error.into()))?;
         Ok(Self {
             store,
+            client,
             consumer,
             config,
             counters: Arc::default(),
@@ -386,8 +390,10 @@ impl<S: UsageStore> Ingester<S> {
     /// is finished (acknowledged, or refused and
     /// delivered again later), and the fetch beside it too, whose messages are then
     /// handed back unwritten (a `NAK` without delay: another ingester of the consumer
-    /// gets them at once, instead of after [`IngestConfig::ack_wait`]). So an ingester
-    /// stops within one write and one [`IngestConfig::fetch_wait`] of `shutdown`.
+    /// gets them at once, instead of after [`IngestConfig::ack_wait`]), and the client is
+    /// flushed, so the acknowledgements sent last leave before this returns. So an
+    /// ingester stops within one write, one [`IngestConfig::fetch_wait`] and one round
+    /// trip of `NAK`s (sent at once) of `shutdown`.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), NatsError> {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut stopping = false;
@@ -411,12 +417,26 @@ impl<S: UsageStore> Ingester<S> {
                 (Err(error), Ok(fetched)) => {
                     // Best effort: the consumer is failing anyway.
                     let _ = self.hand_back(fetched).await;
+                    let _ = self.client.flush().await;
                     return Err(error);
                 }
-                (Err(error), Err(_)) | (Ok(_), Err(error)) => return Err(error),
+                (Err(error), Err(also)) => {
+                    tracing::warn!(error = %also, "fetching from JetStream failed too");
+                    return Err(error);
+                }
+                (Ok(_), Err(error)) => {
+                    let _ = self.client.flush().await;
+                    return Err(error);
+                }
             };
             if stopping {
-                return self.hand_back(fetched).await;
+                self.hand_back(fetched).await?;
+                // The last batch's acknowledgements leave before `run` returns.
+                return self
+                    .client
+                    .flush()
+                    .await
+                    .map_err(|error| self.consumer_error(error));
             }
             in_hand = fetched;
         }
@@ -425,11 +445,12 @@ impl<S: UsageStore> Ingester<S> {
     /// Gives fetched messages back to the consumer unwritten, for immediate redelivery;
     /// each `NAK` is confirmed by the server, so none is lost when the process exits next.
     async fn hand_back(&self, fetched: Fetched) -> Result<(), NatsError> {
-        for message in &fetched.messages {
-            message
-                .double_ack_with(jetstream::AckKind::Nak(None))
-                .await
-                .map_err(|error| self.consumer_error(error))?;
+        let naks = fetched
+            .messages
+            .iter()
+            .map(|message| message.double_ack_with(jetstream::AckKind::Nak(None)));
+        for nak in futures::future::join_all(naks).await {
+            nak.map_err(|error| self.consumer_error(error))?;
         }
         Ok(())
     }

@@ -323,10 +323,10 @@ impl IngestHandle {
     /// The consumer's lag, asked of the server.
     pub async fn lag(&self) -> Result<Lag, NatsError> {
         let mut consumer = self.consumer.clone();
-        let info = consumer.info().await.map_err(|error| NatsError::Consumer {
-            consumer: self.name.clone(),
-            source: error.into(),
-        })?;
+        let info = consumer
+            .info()
+            .await
+            .map_err(|error| consumer_error(&self.name, error))?;
         Ok(Lag {
             pending: info.num_pending,
             unacknowledged: info.num_ack_pending as u64,
@@ -344,14 +344,10 @@ impl<S: UsageStore> Ingester<S> {
     ) -> Result<Self, NatsError> {
         let jetstream = jetstream::new(client.clone());
         ensure_stream(&jetstream, &config.stream).await?;
-        let consumer_error = |error: async_nats::Error| NatsError::Consumer {
-            consumer: config.consumer.clone(),
-            source: error,
-        };
         let stream = jetstream
             .get_stream(&config.stream.stream)
             .await
-            .map_err(|error| consumer_error(error.into()))?;
+            .map_err(|error| consumer_error(&config.consumer, error))?;
         let consumer = stream
             .get_or_create_consumer(
                 &config.consumer,
@@ -364,7 +360,7 @@ impl<S: UsageStore> Ingester<S> {
                 },
             )
             .await
-            .map_err(|error| consumer_error(error.into()))?;
+            .map_err(|error| consumer_error(&config.consumer, error))?;
         Ok(Self {
             store,
             client,
@@ -412,33 +408,37 @@ impl<S: UsageStore> Ingester<S> {
                     work.await
                 }
             };
-            let fetched = match (written, fetched) {
-                (Ok(_), Ok(fetched)) => fetched,
-                (Err(error), Ok(fetched)) => {
-                    // Best effort: the consumer is failing anyway.
-                    let _ = self.hand_back(fetched).await;
-                    let _ = self.client.flush().await;
-                    return Err(error);
-                }
-                (Err(error), Err(also)) => {
-                    tracing::warn!(error = %also, "fetching from JetStream failed too");
-                    return Err(error);
-                }
-                (Ok(_), Err(error)) => {
-                    let _ = self.client.flush().await;
-                    return Err(error);
-                }
-            };
-            if stopping {
-                self.hand_back(fetched).await?;
-                // The last batch's acknowledgements leave before `run` returns.
-                return self
-                    .client
-                    .flush()
-                    .await
-                    .map_err(|error| self.consumer_error(error));
+            match (written, fetched) {
+                (Ok(_), Ok(fetched)) if !stopping => in_hand = fetched,
+                (written, fetched) => return self.finish(written, fetched).await,
             }
-            in_hand = fetched;
+        }
+    }
+
+    /// The last round's end, on shutdown or an error: what was fetched is handed back
+    /// and the client flushed (the last batch's acknowledgements leave before `run`
+    /// returns); the write's error first, else the fetch's or the hand-back's.
+    async fn finish(
+        &self,
+        written: Result<usize, NatsError>,
+        fetched: Result<Fetched, NatsError>,
+    ) -> Result<(), NatsError> {
+        let handed_back = match fetched {
+            Ok(fetched) => self.hand_back(fetched).await,
+            Err(error) => Err(error),
+        };
+        let flushed = self
+            .client
+            .flush()
+            .await
+            .map_err(|error| self.consumer_error(error));
+        match (written, handed_back) {
+            (Err(error), Err(also)) => {
+                tracing::warn!(error = %also, "the fetch beside the failed write, or handing it back, failed too");
+                Err(error)
+            }
+            (Err(error), Ok(())) | (Ok(_), Err(error)) => Err(error),
+            (Ok(_), Ok(())) => flushed,
         }
     }
 
@@ -462,10 +462,7 @@ impl<S: UsageStore> Ingester<S> {
     }
 
     fn consumer_error(&self, error: impl Into<async_nats::Error>) -> NatsError {
-        NatsError::Consumer {
-            consumer: self.config.consumer.clone(),
-            source: error.into(),
-        }
+        consumer_error(&self.config.consumer, error)
     }
 
     /// Up to [`IngestConfig::max_batch`] messages, waiting at most
@@ -547,6 +544,14 @@ impl<S: UsageStore> Ingester<S> {
                 Ok(0)
             }
         }
+    }
+}
+
+/// A consumer's failure, naming the consumer.
+fn consumer_error(consumer: &str, error: impl Into<async_nats::Error>) -> NatsError {
+    NatsError::Consumer {
+        consumer: consumer.to_owned(),
+        source: error.into(),
     }
 }
 

@@ -210,8 +210,8 @@ impl SeaOrmStore {
     /// the rows' `INSERT … ON CONFLICT DO NOTHING RETURNING request_id` as a CTE, and an
     /// upsert of each bucket key's sums over the whole batch, keys in order, which takes
     /// effect only if that CTE inserted every row (`(SELECT count(*) …) = n`). One
-    /// statement is one round trip (and one wait for a delayed ACK while sqlx leaves
-    /// Nagle on: BENCHMARKS.md, section 10). When some rows were stored already — a
+    /// statement is one round trip (with sqlx 0.9.0, which left Nagle on, also one wait
+    /// for a delayed ACK: BENCHMARKS.md, sections 10 and 12). When some rows were stored already — a
     /// retry — the sums of those inserted are added by multi-row `VALUES` upserts in the
     /// same transaction. It returns the request ids inserted.
     async fn write_postgres<C: ConnectionTrait>(
